@@ -70,6 +70,9 @@ class Resource:
     digests: dict[str, str] = field(default_factory=dict)
     depends_on: tuple[str, ...] = ()
     pos: Pos | None = None
+    #: Planned (while planning) or real (while applying) attributes of the
+    #: resources this one depends on, by address: ``inputs["model.ridge"]``.
+    inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -123,6 +126,9 @@ class Provider:
     description: ClassVar[str] = ""
     #: Resource types this provider manages ("service", or "model", ...).
     resource_types: ClassVar[tuple[str, ...]] = ("service",)
+    #: True when ``read`` answers from local data without waiting on a
+    #: network or process; the engine then skips its thread pool.
+    read_is_cheap: ClassVar[bool] = False
 
     def target_schema(self) -> dict[str, Any]:
         """JSON Schema of this kind's target options (besides ``kind``)."""
@@ -160,5 +166,5 @@ class Provider:
     def import_(self, address: str, ident: str, ctx: Context) -> dict[str, Any]:
         raise NotImplementedError(f"{self.kind} cannot import existing objects")
 
-    def logs(self, attributes: dict[str, Any], ctx: Context, tail: int = 200) -> str:
+    def logs(self, address: str, attributes: dict[str, Any], ctx: Context, tail: int = 200) -> str:
         return ""

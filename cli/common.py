@@ -1,0 +1,78 @@
+"""What every command shares: options, the view, and error handling.
+
+User errors (project file, state, lock, plugin) print one line each and
+exit 1; Ctrl-C exits 130. Only a bug in modelform itself shows a
+traceback, and then with a request to report it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import typer
+from modelform.cli.workspace import Options, Workspace
+from modelform.engine.diagnostics import DiagnosticError
+from modelform.engine.exitcodes import Exit
+from modelform.engine.registry import PluginError
+from modelform.engine.views import HumanView, JsonView, View
+
+
+class Globals:
+    """Options given before the command (``modelform --chdir DIR plan``)."""
+
+    chdir: Path | None = None
+    file: Path | None = None
+    state: Path | None = None
+
+
+def make_view(json_out: bool) -> View:
+    return JsonView() if json_out else HumanView()
+
+
+def workspace(
+    view: View,
+    var: list[str] | None = None,
+    var_file: list[Path] | None = None,
+    lock_timeout: float = 0.0,
+    parallelism: int = 10,
+) -> Workspace:
+    base = Globals.chdir or Path.cwd()
+    file = Globals.file if Globals.file else base
+    if not file.is_absolute():
+        file = base / file
+    opts = Options(
+        file=file,
+        state=Globals.state,
+        var=list(var or []),
+        var_file=list(var_file or []),
+        lock_timeout=lock_timeout,
+        parallelism=parallelism,
+    )
+    return Workspace(opts, log=lambda addr, line: view.event(addr, "log", line))
+
+
+def guarded(view: View, body: Callable[[], int | None]) -> None:
+    """Run a command's body; user errors become one line and an exit code."""
+    from modelform.state import StateError  # the state layer's user errors
+
+    try:
+        code = body()
+    except DiagnosticError as e:
+        view.diagnostics(e.diagnostics)
+        code = Exit.ERROR
+    except (PluginError, StateError) as e:
+        view.error(str(e))
+        code = Exit.ERROR
+    except KeyboardInterrupt:
+        view.error("interrupted")
+        code = Exit.INTERRUPTED
+    raise typer.Exit(int(code or 0))
+
+
+def confirm(question: str) -> bool:
+    if not sys.stdin or not sys.stdin.isatty():
+        return False
+    answer = typer.prompt(f"{question}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value")
+    return answer.strip() == "yes"

@@ -1,0 +1,157 @@
+"""plan, apply, destroy and drift: the commands that walk the graph."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+from modelform.cli.common import confirm
+from modelform.cli.workspace import Workspace, to_records, to_state
+from modelform.engine.apply import apply_plan
+from modelform.engine.diagnostics import Diagnostic, DiagnosticError
+from modelform.engine.exitcodes import Exit
+from modelform.engine.plan import Mode, Plan
+from modelform.engine.planjson import plan_from_json, plan_json
+from modelform.engine.planner import Records, inputs_digest, make_plan
+from modelform.engine.resources import desired_nodes
+from modelform.engine.views import View
+from modelform.state import State
+
+
+def plan_cmd(
+    ws: Workspace,
+    view: View,
+    *,
+    mode: Mode,
+    refresh: bool,
+    targets: list[str],
+    replace: list[str],
+    out: Path | None,
+    detailed: bool,
+) -> int:
+    state = ws.read_state()
+    run = ws.run(state)
+    plan = make_plan(
+        run, to_records(state), mode=mode, do_refresh=refresh, targets=targets, replace=replace,
+        serial=state.serial if state else 0,
+    )  # fmt: skip
+    view.plan(plan)
+    if out is not None:
+        save_plan(plan, out)
+        view.message(f"\nSaved the plan to {out}; apply it with: modelform apply {out}")
+    return Exit.CHANGES if detailed and plan.has_changes else Exit.OK
+
+
+def save_plan(plan: Plan, out: Path) -> None:
+    tmp = out.with_name(out.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(plan_json(plan, mask=False), f, indent=1, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, out)
+
+
+def load_plan(path: Path) -> Plan:
+    try:
+        return plan_from_json(json.loads(path.read_text()))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DiagnosticError(Diagnostic(f"cannot read plan file: {e}", None)) from e
+
+
+def _check_saved(plan: Plan, state: State | None, ws: Workspace) -> None:
+    lineage = state.lineage if state else None
+    serial = state.serial if state else 0
+    if plan.lineage != lineage and lineage is not None:
+        raise DiagnosticError(Diagnostic("saved plan is for another state (lineage differs)"))
+    if plan.serial != serial:
+        raise DiagnosticError(
+            Diagnostic(
+                f"saved plan is stale: state serial is {serial}, the plan was made at "
+                f"{plan.serial}",
+                hint="run modelform plan again",
+            )
+        )
+    now = inputs_digest(ws.config, desired_nodes(ws.config))
+    if now != plan.inputs_digest:
+        raise DiagnosticError(
+            Diagnostic(
+                "saved plan is stale: the project file, a model, an entry script or an "
+                "environment changed since it was made",
+                hint="run modelform plan again",
+            )
+        )
+
+
+def apply_cmd(
+    ws: Workspace,
+    view: View,
+    *,
+    plan_file: Path | None,
+    mode: Mode,
+    auto_approve: bool,
+    refresh: bool,
+    targets: list[str],
+    replace: list[str],
+) -> int:
+    stop = threading.Event()
+    with ws.locked("destroy" if mode is Mode.DESTROY else "apply"):
+        state = ws.read_state()
+        run = ws.run(state, cancelled=stop.is_set)
+        if plan_file is not None:
+            plan = load_plan(plan_file)
+            _check_saved(plan, state, ws)
+            from modelform.engine.resources import desired_nodes as nodes_of
+
+            run.nodes = nodes_of(ws.config)
+        else:
+            plan = make_plan(
+                run, to_records(state), mode=mode, do_refresh=refresh, targets=targets,
+                replace=replace, serial=state.serial if state else 0,
+            )  # fmt: skip
+            view.plan(plan)
+            if plan.has_changes and not auto_approve:
+                verb = "destroy all resources" if mode is Mode.DESTROY else "perform these actions"
+                if not confirm(f"\nDo you want to {verb}?"):
+                    view.error(
+                        "apply cancelled: not confirmed",
+                        "answer 'yes' at the prompt, or pass -auto-approve when there is no terminal",
+                    )
+                    return Exit.ERROR
+        current: list[State | None] = [state]
+
+        def persist(records: Records) -> None:
+            new = to_state(records, run.lineage, current[0])
+            current[0] = ws.backend.write(new)
+
+        result = apply_plan(run, plan, persist, events=view.event)
+        counts = {"add": 0, "change": 0, "destroy": 0}
+        changes = {c.address: c for c in plan.actionable}
+        for addr in result.done:
+            a = changes[addr].action.value
+            if a in ("create", "replace"):
+                counts["add"] += 1
+            if a in ("delete", "replace"):
+                counts["destroy"] += 1
+            if a == "update":
+                counts["change"] += 1
+        view.applied(counts, result.ok, result.failed, result.logs, result.skipped,
+                     result.cancelled)  # fmt: skip
+    if result.interrupted:
+        return Exit.INTERRUPTED
+    return Exit.OK if result.ok else Exit.ERROR
+
+
+def drift_cmd(ws: Workspace, view: View) -> int:
+    """Refresh and compare with state; never writes state nor takes the lock."""
+    state = ws.read_state()
+    run = ws.run(state)
+    plan = make_plan(run, to_records(state), mode=Mode.REFRESH_ONLY,
+                     serial=state.serial if state else 0)  # fmt: skip
+    view.drift(plan)
+    view.data(
+        {"drift": bool(plan.drift), "count": len(plan.drift)},
+        f"\n{len(plan.drift)} object(s) drifted." if plan.drift else "No drift.",
+    )
+    return Exit.CHANGES if plan.drift else Exit.OK

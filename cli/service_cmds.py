@@ -1,0 +1,214 @@
+"""Commands about the project file and the running services:
+validate, fmt, schema, graph, status, invoke, logs, models, serve."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from modelform.cli.common import guarded, make_view, workspace
+from modelform.cli.workspace import to_records
+from modelform.engine import graph as graphs
+from modelform.engine.diagnostics import Diagnostic, DiagnosticError
+from modelform.engine.exitcodes import Exit
+from modelform.engine.modelstore import ModelStore
+from modelform.engine.resources import desired_nodes
+from modelform.engine.servicetest import post_score
+from modelform.engine.views import View
+
+Json = Annotated[bool, typer.Option("--json", "-json", help="Machine-readable output.")]
+Var = Annotated[Optional[list[str]], typer.Option("--var", "-var", help="Set a variable: NAME=VALUE.")]  # noqa: UP045
+VarFile = Annotated[Optional[list[Path]], typer.Option("--var-file", "-var-file", help="Variables from a file.")]  # noqa: UP045
+
+models_app = typer.Typer(help="The local model store.", no_args_is_help=True)
+
+
+def _service_record(view: View, name: str) -> tuple[dict, object]:  # type: ignore[type-arg]
+    ws = workspace(view)
+    state = ws.read_state()
+    addr = name if name.startswith("service.") else f"service.{name}"
+    rec = to_records(state).get(addr)
+    if rec is None:
+        raise DiagnosticError(Diagnostic(f"{addr} is not in state", hint="run modelform apply"))
+    return rec, ws
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(models_app, name="models")
+
+    @app.command()
+    def validate(var: Var = None, var_file: VarFile = None, json_out: Json = False) -> None:
+        """Check the project file: schema, references, files, cycles."""
+        view = make_view(json_out)
+
+        def body() -> int:
+            ws = workspace(view, var, var_file)
+            nodes = desired_nodes(ws.config)
+            graphs.build(nodes)
+            for node in nodes.values():
+                ws.registry.get(node.provider)
+            view.data({"valid": True, "resources": len(nodes)},
+                      f"The project file is valid ({len(nodes)} resources).")  # fmt: skip
+            return Exit.OK
+
+        guarded(view, body)
+
+    @app.command()
+    def fmt(
+        check: Annotated[bool, typer.Option("--check", "-check", help="Only report; exit 3 if it would change.")] = False,
+    ) -> None:
+        """Rewrite the project file in the canonical format."""
+        from modelform.engine.fmt import format_text
+
+        view = make_view(False)
+
+        def body() -> int:
+            ws = workspace(view)
+            text = ws.file.read_text()
+            new = format_text(text, str(ws.file))
+            if new == text:
+                return Exit.OK
+            if check:
+                view.message(f"{ws.file} is not formatted")
+                return 3
+            ws.file.write_text(new)
+            view.message(f"formatted {ws.file}")
+            return Exit.OK
+
+        guarded(view, body)
+
+    @app.command()
+    def schema() -> None:
+        """Print the project file's JSON Schema (for editors)."""
+        from modelform.engine.schema import schema_text
+
+        typer.echo(schema_text())
+
+    @app.command()
+    def graph(var: Var = None, var_file: VarFile = None) -> None:
+        """Print the dependency graph in DOT."""
+        view = make_view(False)
+
+        def body() -> int:
+            ws = workspace(view, var, var_file)
+            typer.echo(graphs.to_dot(graphs.build(desired_nodes(ws.config))), nl=False)
+            return Exit.OK
+
+        guarded(view, body)
+
+    @app.command()
+    def status(json_out: Json = False) -> None:
+        """Each service's target, URL and live state."""
+        view = make_view(json_out)
+
+        def body() -> int:
+            ws = workspace(view)
+            state = ws.read_state()
+            run = ws.run(state)
+            rows = []
+            for addr, rec in sorted(to_records(state).items()):
+                if rec["type"] != "service":
+                    continue
+                live = ws.registry.get(rec["provider"]).read(rec["attributes"], run.context(addr))
+                st = (live or {}).get("status") if live else "Gone"
+                rows.append({"address": addr, "provider": rec["provider"],
+                             "url": rec["attributes"].get("url"), "status": st,
+                             "models": rec["attributes"].get("models", {})})  # fmt: skip
+            human = "\n".join(
+                f"{r['address']:<32} {r['provider']:<10} {r['status']:<14} {r['url'] or ''}  "
+                f"{' '.join(r['models'].values())}"
+                for r in rows
+            ) or "No services in state."
+            view.data(rows, human)
+            return Exit.OK
+
+        guarded(view, body)
+
+    @app.command()
+    def invoke(
+        service: str,
+        data: Annotated[str, typer.Option("--data", "-d", help="JSON body, or @file.")],
+    ) -> None:
+        """Send a scoring request to a deployed service and print the answer."""
+        view = make_view(False)
+
+        def body() -> int:
+            rec, _ = _service_record(view, service)
+            payload = Path(data[1:]).read_text() if data.startswith("@") else data
+            try:
+                json.loads(payload)
+            except ValueError as e:
+                raise DiagnosticError(Diagnostic(f"--data is not JSON: {e}")) from e
+            code, out = post_score(rec["attributes"], payload)
+            sys.stdout.write(out.decode(errors="replace").rstrip("\n") + "\n")
+            if code >= 400:
+                view.error(f"the service answered HTTP {code}")
+                return Exit.ERROR
+            return Exit.OK
+
+        guarded(view, body)
+
+    @app.command()
+    def logs(service: str, tail: Annotated[int, typer.Option("--tail", "-n")] = 200) -> None:
+        """Show a service's log."""
+        view = make_view(False)
+
+        def body() -> int:
+            rec, ws = _service_record(view, service)
+            provider = ws.registry.get(rec["provider"])  # type: ignore[attr-defined]
+            ctx = ws.run(ws.read_state()).context(rec["address"])  # type: ignore[attr-defined]
+            typer.echo(provider.logs(rec["address"], rec["attributes"], ctx, tail))
+            return Exit.OK
+
+        guarded(view, body)
+
+    @models_app.command("list")
+    def models_list(json_out: Json = False) -> None:
+        """Every model version in the store."""
+        view = make_view(json_out)
+
+        def body() -> int:
+            store = ModelStore(workspace(view).work_dir / "models")
+            rows = [{"ref": v.ref, "digest": v.digest, "tags": v.tags, "description": v.description}
+                    for n in store.names() for v in store.versions(n)]  # fmt: skip
+            human = "\n".join(f"{r['ref']:<24} {r['digest'][:19]}  {r['description']}" for r in rows)
+            view.data(rows, human or "No models registered.")
+            return Exit.OK
+
+        guarded(view, body)
+
+    @models_app.command("show")
+    def models_show(ref: str, json_out: Json = False) -> None:
+        """One model version (NAME or NAME:VERSION)."""
+        view = make_view(json_out)
+
+        def body() -> int:
+            store = ModelStore(workspace(view).work_dir / "models")
+            name, _, ver = ref.partition(":")
+            versions = store.versions(name)
+            found = [v for v in versions if not ver or str(v.version) == ver]
+            if not found:
+                raise DiagnosticError(Diagnostic(f"no model {ref} in the store"))
+            v = found[-1]
+            row = {"ref": v.ref, "digest": v.digest, "path": str(v.path), "tags": v.tags,
+                   "description": v.description, "created": v.created}  # fmt: skip
+            view.data(row, "\n".join(f"{k}: {val}" for k, val in row.items()))
+            return Exit.OK
+
+        guarded(view, body)
+
+
+def register_serve(app: typer.Typer) -> None:
+    @app.command(
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+        add_help_option=False,
+    )
+    def serve(ctx: typer.Context) -> None:
+        """Serve a score.py: --entry-script F [--model-dir D] [--port N] [--workers N] ..."""
+        from modelform.runtime.__main__ import main as runtime_main
+
+        raise typer.Exit(runtime_main(list(ctx.args), prog="modelform serve") or 0)

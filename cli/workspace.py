@@ -1,0 +1,110 @@
+"""The edge where files meet the engine: project file, state backend, lock.
+
+A :class:`Workspace` loads the project file, opens the state backend and
+turns state into the plain records the planner uses and back. Commands
+use it; the engine never touches files or locks itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelform.engine.config import Config
+from modelform.engine.loader import load
+from modelform.engine.planner import Records, Run
+from modelform.engine.registry import Registry
+from modelform.state import State, load_backend
+from modelform.state.model import ResourceState
+
+DEFAULT_FILE = "modelform.yaml"
+WORK_DIR = ".modelform"
+
+
+@dataclass
+class Options:
+    file: Path = Path(DEFAULT_FILE)
+    state: Path | None = None
+    var: list[str] = field(default_factory=list)
+    var_file: list[Path] = field(default_factory=list)
+    lock_timeout: float = 0.0
+    parallelism: int = 10
+
+
+def find_project_file(path: Path) -> Path:
+    if path.is_dir():
+        return path / DEFAULT_FILE
+    return path
+
+
+class Workspace:
+    def __init__(self, opts: Options, log: Callable[[str, str], None] = lambda a, l: None) -> None:
+        self.opts = opts
+        self.file = find_project_file(opts.file).absolute()
+        self.dir = self.file.parent
+        self.work_dir = self.dir / WORK_DIR
+        env_state = os.environ.get("MODELFORM_STATE")
+        self.state_path = (opts.state or (Path(env_state) if env_state else None)
+                           or self.work_dir / "state.json")  # fmt: skip
+        self.backend = load_backend("local", path=self.state_path)
+        self.registry = Registry()
+        self.log = log
+        self._config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load(self.file, self.opts.var, self.opts.var_file, os.environ)
+        return self._config
+
+    def read_state(self) -> State | None:
+        return self.backend.read()
+
+    def run(self, state: State | None, cancelled: Callable[[], bool] = lambda: False) -> Run:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        lineage = state.lineage if state else str(uuid.uuid4())
+        return Run(
+            config=self.config,
+            registry=self.registry,
+            work_dir=self.work_dir,
+            lineage=lineage,
+            log=self.log,
+            cancelled=cancelled,
+            parallelism=self.opts.parallelism,
+        )
+
+    @contextlib.contextmanager
+    def locked(self, operation: str) -> Iterator[None]:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        info = self.backend.lock(operation, self.opts.lock_timeout)
+        try:
+            yield
+        finally:
+            self.backend.unlock(info.id)
+
+
+def to_records(state: State | None) -> Records:
+    if state is None:
+        return {}
+    return {a: r.to_json() for a, r in state.resources.items()}
+
+
+def to_state(records: Records, lineage: str, prior: State | None) -> State:
+    resources = {a: ResourceState.from_json(r) for a, r in records.items()}
+    if prior is None:
+        return State.new(lineage=lineage, resources=resources)
+    return prior.with_resources(resources)
+
+
+def record_summary(rec: dict[str, Any]) -> str:
+    attrs = rec.get("attributes", {})
+    bits = [rec.get("provider", "")]
+    for k in ("ref", "url", "status"):
+        if attrs.get(k):
+            bits.append(str(attrs[k]))
+    return "  ".join(bits)

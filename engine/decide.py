@@ -1,0 +1,59 @@
+"""The one place that maps a provider's proposal to an Action.
+
+Providers propose planned attributes and which keys force replacement;
+this function alone decides, so every provider behaves alike.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from modelform.engine.provider import Action, Proposal
+from modelform.engine.values import UNKNOWN, is_known
+
+
+def changed_keys(prior: dict[str, Any], planned: dict[str, Any]) -> list[str]:
+    """Keys whose planned value differs from the prior one.
+
+    A planned value that is wholly UNKNOWN is computed by the provider and
+    is never a change by itself; a value only partly unknown (an input that
+    depends on something not yet applied) counts as a change.
+    """
+    out = []
+    for k, v in planned.items():
+        if v is UNKNOWN:
+            continue
+        if not is_known(v) or prior.get(k) != v:
+            out.append(k)
+    return out
+
+
+def _show(v: Any) -> str:
+    if v is UNKNOWN:
+        return "(known after apply)"
+    text = json.dumps(v, default=repr, sort_keys=True) if not isinstance(v, str) else v
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def decide(
+    prior: dict[str, Any] | None, proposal: Proposal, force_replace: bool = False
+) -> tuple[Action, list[str], list[str]]:
+    """(action, changed keys, reasons) for one resource that is in config."""
+    if prior is None:
+        return Action.CREATE, [], []
+    changed = changed_keys(prior, proposal.planned)
+    reasons: list[str] = []
+    for k in changed:
+        why = proposal.reasons.get(k) or f"{k}: {_show(prior.get(k))} → {_show(proposal.planned[k])}"
+        if k in proposal.requires_replace:
+            why += f" ({k} forces replacement)"
+        if why not in reasons:
+            reasons.append(why)
+    if force_replace:
+        return Action.REPLACE, changed, [*reasons, "replacement requested with -replace"]
+    if not changed:
+        return Action.NOOP, [], []
+    if set(changed) & proposal.requires_replace:
+        return Action.REPLACE, changed, reasons
+    return Action.UPDATE, changed, reasons

@@ -1,0 +1,91 @@
+"""The plan: what apply will do, and the three snapshots it was made from.
+
+A plan carries the state of the last run (``prior``), the state after
+refresh (``refreshed``), and the changes from ``refreshed`` to the config.
+Drift is ``prior`` and ``refreshed`` apart. Plans are data; views render
+them, :mod:`modelform.engine.planfile` saves them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from modelform.engine.provider import Action
+
+
+class Mode(str, Enum):
+    NORMAL = "normal"
+    DESTROY = "destroy"
+    REFRESH_ONLY = "refresh-only"
+
+
+@dataclass
+class Change:
+    address: str
+    type: str
+    name: str
+    provider: str
+    action: Action
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    reasons: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    #: Changed attribute keys (display and JSON).
+    changed: list[str] = field(default_factory=list)
+    depends_on: list[str] = field(default_factory=list)
+    #: An object found in the real world that state does not know and that
+    #: could not be adopted; deleting it removes nothing from state.
+    orphan: bool = False
+
+
+@dataclass
+class Drift:
+    address: str
+    #: "changed", "deleted" (gone from the real world) or "adopted".
+    kind: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    changed: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    project: str
+    mode: Mode
+    lineage: str | None
+    serial: int
+    changes: list[Change]
+    drift: list[Drift]
+    #: Snapshots as JSON-able dicts: address → resource JSON.
+    prior: dict[str, dict[str, Any]]
+    refreshed: dict[str, dict[str, Any]]
+    #: Digest of every input the changes were computed from (config and files).
+    inputs_digest: str = ""
+    variables: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def actionable(self) -> list[Change]:
+        return [c for c in self.changes if c.action not in (Action.NOOP, Action.READ)]
+
+    @property
+    def has_changes(self) -> bool:
+        if self.mode is Mode.REFRESH_ONLY:
+            return bool(self.drift)
+        return bool(self.actionable)
+
+    def counts(self) -> dict[str, int]:
+        out = {"add": 0, "change": 0, "destroy": 0, "replace": 0}
+        for c in self.actionable:
+            if c.action is Action.CREATE:
+                out["add"] += 1
+            elif c.action is Action.UPDATE:
+                out["change"] += 1
+            elif c.action is Action.DELETE:
+                out["destroy"] += 1
+            elif c.action is Action.REPLACE:
+                out["replace"] += 1
+                out["add"] += 1
+                out["destroy"] += 1
+        return out

@@ -1,0 +1,114 @@
+"""The versioned JSON form of a plan (``plan -json``, ``-out`` files, drift).
+
+Documented in docs/plan-format.md; ``format_version`` changes on any
+incompatible change. Unknown values are ``{"__unknown__": true}``;
+sensitive attributes (``key``) are replaced by ``"(sensitive)"``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelform.engine.plan import Change, Drift, Mode, Plan
+from modelform.engine.provider import Action
+from modelform.engine.values import from_json, to_json
+
+FORMAT_VERSION = 1
+SENSITIVE = ("key",)
+
+
+def _mask(attrs: dict[str, Any] | None, mask: bool) -> dict[str, Any] | None:
+    if attrs is None or not mask:
+        return attrs
+    return {k: ("(sensitive)" if k in SENSITIVE and v else v) for k, v in attrs.items()}
+
+
+def change_json(c: Change, mask: bool = True) -> dict[str, Any]:
+    return {
+        "address": c.address,
+        "type": c.type,
+        "name": c.name,
+        "provider": c.provider,
+        "action": c.action.value,
+        "reasons": c.reasons,
+        "notes": c.notes,
+        "changed": c.changed,
+        "depends_on": c.depends_on,
+        "orphan": c.orphan,
+        "before": to_json(_mask(c.before, mask)),
+        "after": to_json(_mask(c.after, mask)),
+    }
+
+
+def drift_json(d: Drift, mask: bool = True) -> dict[str, Any]:
+    return {
+        "address": d.address,
+        "kind": d.kind,
+        "changed": d.changed,
+        "before": to_json(_mask(d.before, mask)),
+        "after": to_json(_mask(d.after, mask)),
+    }
+
+
+def plan_json(plan: Plan, mask: bool = True) -> dict[str, Any]:
+    def snap(recs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        return {a: {**r, "attributes": _mask(r["attributes"], mask)} for a, r in recs.items()}
+
+    return {
+        "format_version": FORMAT_VERSION,
+        "kind": "modelform-plan",
+        "project": plan.project,
+        "mode": plan.mode.value,
+        "lineage": plan.lineage,
+        "serial": plan.serial,
+        "inputs_digest": plan.inputs_digest,
+        "has_changes": plan.has_changes,
+        "summary": plan.counts(),
+        "changes": [change_json(c, mask) for c in plan.changes],
+        "drift": [drift_json(d, mask) for d in plan.drift],
+        "prior_state": to_json(snap(plan.prior)),
+        "refreshed_state": to_json(snap(plan.refreshed)),
+        "variables": plan.variables,
+    }
+
+
+def plan_from_json(data: dict[str, Any]) -> Plan:
+    if data.get("kind") != "modelform-plan":
+        raise ValueError("not a modelform plan file")
+    if data.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"plan format_version {data.get('format_version')} is not {FORMAT_VERSION}"
+        )
+    changes = [
+        Change(
+            address=c["address"],
+            type=c["type"],
+            name=c["name"],
+            provider=c["provider"],
+            action=Action(c["action"]),
+            before=from_json(c["before"]),
+            after=from_json(c["after"]),
+            reasons=c["reasons"],
+            notes=c["notes"],
+            changed=c["changed"],
+            depends_on=c["depends_on"],
+            orphan=c["orphan"],
+        )
+        for c in data["changes"]
+    ]
+    drift = [
+        Drift(d["address"], d["kind"], from_json(d["before"]), from_json(d["after"]), d["changed"])
+        for d in data["drift"]
+    ]
+    return Plan(
+        project=data["project"],
+        mode=Mode(data["mode"]),
+        lineage=data["lineage"],
+        serial=data["serial"],
+        changes=changes,
+        drift=drift,
+        prior=from_json(data["prior_state"]),
+        refreshed=from_json(data["refreshed_state"]),
+        inputs_digest=data["inputs_digest"],
+        variables=data.get("variables", {}),
+    )

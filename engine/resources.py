@@ -1,0 +1,94 @@
+"""From the loaded config to the set of desired resources (graph nodes).
+
+Each declared model, environment, target and service becomes a
+:class:`Node` with its address, the provider kind that manages it, its raw
+configuration (references still unresolved), the addresses it depends on
+(references plus the implicit service → model/environment/target edges)
+and the content digests of its inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modelform.engine import references
+from modelform.engine.config import DEFAULT_TARGET, SECTIONS, Config
+from modelform.engine.diagnostics import Pos
+from modelform.engine.digests import digest_json, digest_path
+
+CORE = "core"
+
+
+@dataclass
+class Node:
+    address: str
+    type: str
+    name: str
+    provider: str
+    config: dict[str, Any]
+    pos: Pos
+    depends_on: set[str] = field(default_factory=set)
+    #: Where each dependency comes from, for pointing at cycles.
+    dep_pos: dict[str, Pos] = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict)
+
+
+def address(section: str, name: str) -> str:
+    return f"{SECTIONS[section]}.{name}"
+
+
+def target_kind(config: Config, target: str) -> str:
+    declared = config.targets.get(target)
+    if declared is None and target == DEFAULT_TARGET:
+        return "local"
+    return str((declared or {}).get("kind", "local"))
+
+
+def _digests(config: Config, section: str, body: dict[str, Any]) -> dict[str, str]:
+    base = config.dir
+    if section == "models":
+        return {"content": digest_path(base / body["path"])}
+    if section == "services":
+        source = body.get("source_dir") or str(Path(body["entry_script"]).parent)
+        out = {"code": digest_path(base / source)}
+        entry = base / body["entry_script"]
+        if not entry.resolve().is_relative_to((base / source).resolve()):
+            out["code"] = digest_json([out["code"], digest_path(entry)])
+        return out
+    if section == "environments" and body.get("conda_file"):
+        return {"config": digest_json([body, digest_path(base / body["conda_file"])])}
+    return {"config": digest_json(body)}
+
+
+def desired_nodes(config: Config, *, with_digests: bool = True) -> dict[str, Node]:
+    nodes: dict[str, Node] = {}
+    for section, rtype in SECTIONS.items():
+        for name, body in config.section(section).items():
+            addr = address(section, name)
+            provider = CORE
+            if section == "services":
+                provider = target_kind(config, body.get("target") or DEFAULT_TARGET)
+            node = Node(addr, rtype, name, provider, body, config.pos((section, name)))
+            for ref in references.find_refs(body):
+                if ref.section == "var":
+                    continue
+                dep = address(ref.section, ref.name)
+                node.depends_on.add(dep)
+                node.dep_pos[dep] = config.pos((section, name, *ref.path))
+            if section == "services":
+                implicit = [("models", m, ("models", i)) for i, m in enumerate(body.get("models", []))]
+                if body.get("environment"):
+                    implicit.append(("environments", body["environment"], ("environment",)))
+                tgt = body.get("target") or DEFAULT_TARGET
+                if tgt in config.targets:
+                    implicit.append(("targets", tgt, ("target",)))
+                for sec, dep_name, path in implicit:
+                    dep = address(sec, dep_name)
+                    node.depends_on.add(dep)
+                    node.dep_pos.setdefault(dep, config.pos((section, name, *path)))
+            if with_digests:
+                node.digests = _digests(config, section, body)
+            nodes[addr] = node
+    return nodes

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import threading
+import time
+
+import networkx as nx
+
+from modelform.engine.walk import Walker
+
+
+def chain_graph() -> nx.DiGraph:
+    g = nx.DiGraph()
+    g.add_edges_from([("a", "b"), ("b", "c"), ("x", "y")])
+    g.add_node("solo")
+    return g
+
+
+def test_order_respects_edges() -> None:
+    seen: list[str] = []
+    lock = threading.Lock()
+
+    def step(n: str) -> None:
+        with lock:
+            seen.append(n)
+
+    res = Walker(chain_graph(), step, 4).run()
+    assert sorted(res.done) == ["a", "b", "c", "solo", "x", "y"]
+    assert seen.index("a") < seen.index("b") < seen.index("c")
+    assert seen.index("x") < seen.index("y")
+
+
+def test_failure_skips_only_descendants() -> None:
+    def step(n: str) -> None:
+        if n == "a":
+            raise RuntimeError("boom")
+
+    res = Walker(chain_graph(), step, 2).run()
+    assert set(res.failed) == {"a"}
+    assert res.skipped == ["b", "c"]
+    assert sorted(res.done) == ["solo", "x", "y"]
+
+
+def test_parallelism_is_capped() -> None:
+    g = nx.DiGraph()
+    g.add_nodes_from(range(12))
+    running = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def step(n: int) -> None:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        time.sleep(0.02)
+        with lock:
+            running -= 1
+
+    Walker(g, step, 3).run()
+    assert peak == 3
+
+
+def test_stop_lets_in_flight_finish_and_starts_nothing_new() -> None:
+    g = nx.DiGraph()
+    g.add_edges_from([("a", "b")])
+    g.add_node("c")
+    walker: Walker
+
+    def step(n: str) -> None:
+        if n == "a":
+            walker.stop()
+            time.sleep(0.05)
+
+    walker = Walker(g, step, 1)
+    res = walker.run()
+    assert "a" in res.done
+    assert "b" in res.cancelled
