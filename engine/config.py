@@ -41,6 +41,7 @@ class Variable:
     description: str = ""
     type: str | None = None
     required: bool = False
+    sensitive: bool = False
 
 
 @dataclass
