@@ -49,13 +49,15 @@ class CoreProvider(Provider):
             "description": r.config.get("description", ""),
         }
         reasons = {}
+        notes = []
         if prior and prior.get("digest") != digest:
+            notes.append(f"registers {planned['ref']}; {prior.get('ref')} stays in the store")
             reasons["digest"] = (
                 f"model digest changed: {prior.get('ref')} → {planned['ref']} "
                 f"({short(str(prior.get('digest', '')))} → {short(digest)})"
             )
             reasons["version"] = reasons["ref"] = reasons["path"] = reasons["digest"]
-        return Proposal(planned=planned, reasons=reasons)
+        return Proposal(planned=planned, reasons=reasons, notes=notes)
 
     # -- environments and targets -------------------------------------------
     def _plan_description(self, r: Resource) -> Proposal:

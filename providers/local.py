@@ -113,7 +113,6 @@ class LocalProvider(Provider):
             "port": cfg["port"],
             "url": f"http://{host}:{cfg['port']}",
             "models": {n: m["ref"] for n, m in models.items()},
-            "model_paths": {n: m["path"] for n, m in models.items()},
             "entry_script": cfg["entry_script"],
             "source_dir": cfg.get("source_dir") or str(Path(cfg["entry_script"]).parent),
             "code_digest": r.digests.get("code", ""),

@@ -1,0 +1,3 @@
+from modelform.cli import main
+
+main()

@@ -1,0 +1,91 @@
+"""Running the real ``modelform`` command against a project in a temp folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+QUICKSTART = REPO / "examples" / "quickstart"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out + self.err
+
+
+class Project:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def cmd(self, *args: str, timeout: float = 180, stdin: str | None = None) -> list[str]:
+        return [sys.executable, "-m", "modelform.cli", *args]
+
+    def run(self, *args: str, timeout: float = 180) -> Result:
+        p = subprocess.run(
+            self.cmd(*args),
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
+        )
+        return Result(p.returncode, p.stdout, p.stderr)
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.cmd(*args),
+            cwd=self.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
+        )
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / ".modelform" / "state.json"
+
+    def state(self) -> dict[str, Any]:
+        return json.loads(self.state_file.read_text())  # type: ignore[no-any-return]
+
+    def resources(self) -> dict[str, Any]:
+        data = self.state()
+        res = data["resources"]
+        if isinstance(res, list):
+            return {r["address"]: r for r in res}
+        return res  # type: ignore[no-any-return]
+
+
+def copy_quickstart(dst: Path) -> Project:
+    shutil.copytree(QUICKSTART, dst, ignore=shutil.ignore_patterns(".modelform", "__pycache__"))
+    subprocess.run([sys.executable, "train.py"], cwd=dst, check=True, capture_output=True)
+    return Project(dst)
+
+
+def our_processes(project_dir: Path) -> set[int]:
+    """Session leaders started by modelform for this project (live ones)."""
+    from modelform.providers.local_process import find
+
+    return {f.pid for f in find(project_dir.resolve())}
