@@ -18,7 +18,8 @@ positions PyYAML's ``compose`` gives every node:
   and multi-line strings is never touched except for its indentation.
 
 Safety: the result must load to the same data as the input; if it does
-not (a layout this module does not understand, such as ``- - x``), fmt
+not (a layout this module does not understand, such as an anchor moved
+after its alias), fmt
 only strips trailing whitespace and fixes the final newline. Invalid
 YAML is a :class:`DiagnosticError`, as in the loader.
 """
@@ -63,8 +64,8 @@ def last_line(node: Node) -> int:
 class _Layout:
     lines: list[str]
     delta: dict[int, int] = field(default_factory=dict)
-    #: line -> (dash column, item column): rewrite to exactly "- ".
-    dash: dict[int, tuple[int, int]] = field(default_factory=dict)
+    #: line -> [(dash column, item column)]: rewrite each to exactly "- ".
+    dash: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
     protected: set[int] = field(default_factory=set)
     seen: set[int] = field(default_factory=set)
 
@@ -88,6 +89,11 @@ class _Layout:
 
     def protect(self, node: Node) -> None:
         start, end = node.start_mark.line, last_line(node)
+        if isinstance(node, ScalarNode) and node.style in ("|", ">"):
+            header = self.lines[start][node.start_mark.column :].split("#")[0]
+            if "+" not in header:  # trailing blank lines are not part of the text
+                while end > start and not self.lines[end].strip():
+                    end -= 1
         if end > start:
             self.protected.update(range(start + 1, end + 1))
 
@@ -104,7 +110,7 @@ class _Layout:
         col = item.start_mark.column - 1
         while col >= 0 and line[col] == " ":
             col -= 1
-        if col < 0 or line[col] != "-" or line[:col].strip():
+        if col < 0 or line[col] != "-" or line[:col].replace("-", " ").strip():
             raise _Unsupported("list item not on its dash's line")
         return col
 
@@ -115,11 +121,9 @@ class _Layout:
             if id(item) in self.seen:
                 continue
             dash = self.dash_col(item)
-            if isinstance(item, SequenceNode) and _block(item):
-                raise _Unsupported("nested list on one line")
-            self.walk(item, canon + INDENT)
+            self.walk(item, canon + INDENT)  # may be a list on the same line: "- - x"
             self.delta[item.start_mark.line] = canon - dash
-            self.dash[item.start_mark.line] = (dash, item.start_mark.column)
+            self.dash.setdefault(item.start_mark.line, []).append((dash, item.start_mark.column))
 
     def render(self) -> list[str]:
         out: list[str] = []
@@ -163,10 +167,11 @@ class _Layout:
         if not line.strip():
             return " " * max(0, len(line) + delta) if i in self.protected else ""
         if i in self.dash:
-            dash, item = self.dash[i]
-            if line[dash + 1 : item].strip():
-                raise _Unsupported("text between dash and item")
-            line = line[: dash + 1] + " " + line[item:]
+            ops = sorted(self.dash[i])
+            for dash, item in ops:
+                if line[dash + 1 : item].replace("-", " ").strip():
+                    raise _Unsupported("text between dash and item")
+            line = line[: ops[0][0]] + "- " * len(ops) + line[ops[-1][1] :]
         indent = len(lead) + delta
         if indent < 0:
             raise _Unsupported("negative indent")
@@ -189,11 +194,17 @@ def _reorder(lines: list[str], root: MappingNode) -> list[str]:
     while start > 0 and _is_comment(lines[start - 1]) and not _indent(lines[start - 1]):
         start -= 1
     header = lines[:start]
+    stop = len(lines)  # a document end marker "..." and what follows stay last
+    for i in range(entries[-1][2] + 1, len(lines)):
+        if lines[i].startswith("..."):
+            stop = i
+            break
+    footer = lines[stop:]
     chunks: list[tuple[str, list[str]]] = []
     begin = start
     for idx, (name, _, end) in enumerate(entries):
         if idx == len(entries) - 1:
-            end = len(lines) - 1  # trailing comments stay with the last entry
+            end = stop - 1  # trailing comments stay with the last entry
         if idx + 1 < len(entries):
             nxt = entries[idx + 1][1]
             while nxt > end + 1 and _is_comment(lines[nxt - 1]) and not _indent(lines[nxt - 1]):
@@ -207,10 +218,12 @@ def _reorder(lines: list[str], root: MappingNode) -> list[str]:
     if out:
         out.append("")
     for i, (_, chunk) in enumerate(chunks):
-        if i > 0 and (len(chunk) > 1 or len(chunks[i - 1][1]) > 1):
+        prev = chunks[i - 1][1] if i else []
+        # no blank line after a kept block scalar ("|+"): it would join its text
+        if prev and (len(chunk) > 1 or len(prev) > 1) and not prev[-1].startswith(_P):
             out.append("")
         out.extend(chunk)
-    return out
+    return out + footer
 
 
 def _trim(lines: list[str]) -> list[str]:
@@ -223,11 +236,13 @@ def _trim(lines: list[str]) -> list[str]:
 
 
 def _conservative(text: str) -> str:
+    """Strip trailing whitespace and fix the final newline, if that keeps the data."""
     stripped = "\n".join(line.rstrip() for line in text.split("\n")).strip("\n")
-    candidate = stripped + "\n" if stripped else ""
-    if _same(text, candidate):
-        return candidate
-    return text.rstrip("\n") + "\n" if text.strip() else ""
+    candidates = [stripped + "\n" if stripped else "", text.rstrip("\n") + "\n"]
+    for candidate in candidates:
+        if _same(text, candidate):
+            return candidate
+    return text
 
 
 def _same(a: str, b: str) -> bool:
@@ -257,8 +272,10 @@ def format_text(text: str, file: str = "modelform.yaml") -> str:
     marked = _mark(new, layout.protected)
     if isinstance(root, MappingNode) and root.value:
         marked = _reorder(marked, root)
-    result = _unmark(_tidy_marked(marked))
-    out = "\n".join(result).strip("\n") + "\n"
+    marked = _tidy_marked(marked)
+    while marked and not marked[-1]:
+        marked.pop()
+    out = "\n".join(_unmark(marked)) + "\n"
     return out if _same(text, out) else _conservative(text)
 
 

@@ -167,10 +167,12 @@ def _fill_defaults(value: Any, sch: dict[str, Any]) -> None:
                 _fill_defaults(item, extra)
 
 
-def _unknown(kind: str, name: str, declared: Iterable[str]) -> tuple[str, str | None]:
+def _unknown(
+    kind: str, name: str, declared: Iterable[str], where_: str = ""
+) -> tuple[str, str | None]:
     names = sorted(declared)
     close = did_you_mean(name, names)
-    msg = f'unknown {kind} "{name}"'
+    msg = f'unknown {kind} "{name}"{where_}'
     if close:
         return msg + f' (did you mean "{close}"?)', None
     return msg, (f"declared: {', '.join(names)}" if names else f"no {kind} is declared")
@@ -183,8 +185,8 @@ def _check_refs(src: Source, data: dict[str, Any]) -> list[Diagnostic]:
             for ref in references.find_refs(body, (section, name)):
                 if ref.section == "var" or ref.name in data.get(ref.section, {}):
                     continue
-                msg, hint = _unknown(SECTIONS[ref.section], ref.name, data.get(ref.section, {}))
-                msg = f"{msg} in {ref.text}"
+                kind, declared = SECTIONS[ref.section], data.get(ref.section, {})
+                msg, hint = _unknown(kind, ref.name, declared, f" in {ref.text}")
                 errors.append(Diagnostic(msg, src.string_pos(ref.path, ref.start), hint))
     return errors
 
@@ -238,7 +240,8 @@ def _check_paths(src: Source, data: dict[str, Any], base: Path) -> list[Diagnost
         full = base / value
         if not full.exists():
             msg = f'{where(path)}: "{value}" does not exist'
-            errors.append(Diagnostic(msg, src.value_pos(path), f"looked for {full}"))
+            hint = f"paths are relative to the project file's folder, {base.resolve()}"
+            errors.append(Diagnostic(msg, src.value_pos(path), hint))
         elif kind == "file" and not full.is_file():
             errors.append(
                 Diagnostic(f'{where(path)}: "{value}" is not a file', src.value_pos(path))

@@ -121,7 +121,7 @@ class _Mapper:
 
     def on_type(self, e: ValidationError, path: Path_, at: str) -> list[Diagnostic]:
         types = e.validator_value if isinstance(e.validator_value, list) else [e.validator_value]
-        words = [_TYPE_WORDS.get(t, t) for t in types]
+        words = [_TYPE_WORDS.get(str(t), str(t)) for t in types]
         expected = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
         hint = None
         info = self.src.scalars.get(path)
@@ -157,9 +157,17 @@ class _Mapper:
         return [Diagnostic(msg, self.src.value_pos(path), hint)]
 
     def on_required(self, e: ValidationError, path: Path_, at: str) -> list[Diagnostic]:
-        missing = [k for k in e.validator_value if k not in e.instance]
+        known = _sub_schema(e).get("properties", {})
+        typos = [k for k in e.instance if k not in known]
+        missing = [
+            k
+            for k in e.validator_value
+            if k not in e.instance and not did_you_mean(k, typos)  # said as "unknown key"
+        ]
+        place = f"{at}: missing" if path else "missing"
+        tail = "" if path else " at the top level"
         return [
-            Diagnostic(f'{at}: missing required key "{k}"', self.src.pos(path)) for k in missing
+            Diagnostic(f'{place} required key "{k}"{tail}', self.src.key_pos(path)) for k in missing
         ]
 
     def on_additionalProperties(  # noqa: N802

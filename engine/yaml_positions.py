@@ -117,8 +117,14 @@ def _syntax_error(file: str, text: str, err: yaml.YAMLError) -> DiagnosticError:
                 problem += f" started at line {err.context_mark.line + 1}"
             problem += ")"
         mark = err.problem_mark or err.context_mark
+        if hint is None and mark is not None and _after_dollar(text, mark.index):
+            hint = 'quote a value holding "${...}" inside {...} or [...]'
         return DiagnosticError.at(f"YAML syntax error: {problem}", mark_pos(file, mark), hint)
     return DiagnosticError.at(f"YAML syntax error: {err}", Pos(file, 1, 1))
+
+
+def _after_dollar(text: str, index: int) -> bool:
+    return 0 < index < len(text) and text[index] == "{" and text[index - 1] == "$"
 
 
 def compose(text: str, file: str) -> Node | None:
@@ -171,7 +177,10 @@ class _Builder:
         except yaml.YAMLError as err:
             mark = getattr(err, "problem_mark", None) or node.start_mark
             problem = getattr(err, "problem", None) or str(err)
-            raise DiagnosticError.at(f"YAML error: {problem}", mark_pos(self.file, mark)) from None
+            hint = "custom YAML tags are not supported" if node.tag.startswith("!") else None
+            raise DiagnosticError.at(
+                f"YAML error: {problem}", mark_pos(self.file, mark), hint
+            ) from None
         if isinstance(value, datetime.date) or not isinstance(value, _PLAIN_TYPES):
             value = node.value
         if True:
