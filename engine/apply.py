@@ -42,6 +42,40 @@ class ApplyResult:
         return not self.failed and not self.skipped and not self.cancelled
 
 
+class _Ticker(threading.Thread):
+    """Every ``every`` seconds, a "still creating…" line for each long step."""
+
+    def __init__(
+        self,
+        in_flight: dict[str, float],
+        lock: threading.Lock,
+        changes: dict[str, Change],
+        events: Events,
+        every: float = 10.0,
+    ) -> None:
+        super().__init__(daemon=True)
+        self.in_flight, self.lock, self.changes, self.events = in_flight, lock, changes, events
+        self.every = every
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(self.every):
+            now = time.monotonic()
+            with self.lock:
+                items = list(self.in_flight.items())
+            for addr, t0 in items:
+                if now - t0 >= self.every:
+                    verb = _ING[self.changes[addr].action]
+                    self.events(addr, "log", f"still {verb}... [{now - t0:.0f}s elapsed]")
+
+    def stop(self) -> None:
+        self._done.set()
+
+
+_ING = {Action.CREATE: "creating", Action.UPDATE: "modifying", Action.REPLACE: "replacing",
+        Action.DELETE: "destroying"}  # fmt: skip
+
+
 def change_graph(plan: Plan) -> nx.DiGraph:
     g: nx.DiGraph = nx.DiGraph()
     changes = {c.address: c for c in plan.actionable}
@@ -96,12 +130,15 @@ def apply_plan(
         persist_records()
         return result
     changes = {c.address: c for c in plan.actionable}
+    in_flight: dict[str, float] = {}
 
     def step(addr: str) -> None:
         change = changes[addr]
         provider = run.provider(change.provider)
         events(addr, "start", change.action.value)
         t0 = time.monotonic()
+        with lock:
+            in_flight[addr] = t0
         try:
             if change.action is Action.DELETE:
                 ctx = run.context(addr)
@@ -136,14 +173,20 @@ def apply_plan(
         except Exception as e:
             events(addr, "failed", f"{type(e).__name__}: {e}")
             raise
+        finally:
+            with lock:
+                in_flight.pop(addr, None)
         events(addr, "done", f"{time.monotonic() - t0:.1f}s")
 
     walker = Walker(change_graph(plan), step, run.parallelism)
+    ticker = _Ticker(in_flight, lock, changes, events)
     run_cancelled = run.cancelled
     run.cancelled = lambda: walker.stopped or run_cancelled()
+    ticker.start()
     try:
         walked = walker.run()
     finally:
+        ticker.stop()
         run.cancelled = run_cancelled
     result.done = walked.done
     result.failed = {a: str(e) for a, e in walked.failed.items()}

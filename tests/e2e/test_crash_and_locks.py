@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 from pathlib import Path
@@ -92,6 +93,13 @@ def test_cli_killed_mid_apply_leaves_nothing_unknown(tmp_path: Path) -> None:
         in_state = {a for a in known if a.startswith("service.")}
         assert adopted == len(running) - len(in_state), plan.out
 
+        # The killed CLI's lock stays (never broken silently); the error names it
+        # as stale with the id to give to force-unlock.
+        r = p.run("apply", "-auto-approve")
+        assert r.code == 1 and "stale" in r.err, r.text
+        lock_id = re.search(r"force-unlock ([0-9a-f-]+)", r.err)
+        assert lock_id, r.err
+        assert p.run("force-unlock", lock_id.group(1)).code == 0
         r = p.run("apply", "-auto-approve", "-parallelism", "10")
         assert r.code == 0, r.text
         pids = {
@@ -101,6 +109,27 @@ def test_cli_killed_mid_apply_leaves_nothing_unknown(tmp_path: Path) -> None:
         }
         assert len(pids) == 20
         assert our_processes(p.root) == pids  # no process unknown to state
+    finally:
+        p.run("destroy", "-auto-approve")
+    assert our_processes(p.root) == set()
+
+
+def test_ctrl_c_lets_steps_in_flight_finish_and_saves_state(tmp_path: Path) -> None:
+    p = make_project(tmp_path / "p", services=6, init_seconds=2)
+    try:
+        cli = p.popen("apply", "-auto-approve", "-parallelism", "2")
+        deadline = time.monotonic() + 60
+        while not our_processes(p.root) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        cli.send_signal(signal.SIGINT)
+        out, err = cli.communicate(timeout=60)
+        assert cli.returncode == 130, out + err
+        assert "Not started (interrupted)" in err
+        services = {a: r for a, r in p.resources().items() if a.startswith("service.")}
+        assert 1 <= len(services) < 6
+        # The steps in flight finished and were recorded: every process is known.
+        assert our_processes(p.root) == {r["attributes"]["pid"] for r in services.values()}
+        assert not p.state_file.with_name("state.json.lock").exists()
     finally:
         p.run("destroy", "-auto-approve")
     assert our_processes(p.root) == set()
