@@ -35,7 +35,7 @@ from typing import Any
 from modelform.runtime import logs
 from modelform.runtime.metrics import SharedMetrics
 from modelform.runtime.options import ServeOptions, take_secrets
-from modelform.runtime.worker import EXIT_INIT_FAILED, READY_MESSAGE, run_worker
+from modelform.runtime.worker import EXIT_INIT_FAILED, READY_MESSAGE, STOP_SIGNALS, run_worker
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -137,6 +137,8 @@ class _Master:
         sys.stdout.flush()
         sys.stderr.flush()
         master_pid = os.getpid()
+        # Block stop signals across fork: the child unblocks them once its own handlers are set.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         pid = os.fork()
         if pid == 0:  # the worker
             code = EXIT_ERROR
@@ -152,6 +154,7 @@ class _Master:
                 logs.print_traceback(traceback.format_exc())
             finally:
                 os._exit(code)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         self.workers[pid] = _Worker(index, pid)
         self.log.info("worker_started", worker=index, worker_pid=pid)
 

@@ -15,6 +15,7 @@ and h11 when those are missing). The worker dies with the master
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -38,6 +39,8 @@ from modelform.runtime.swagger import build_swagger
 #: Exit status of a worker whose script failed to load or whose init() raised.
 EXIT_INIT_FAILED = 3
 READY_MESSAGE = struct.Struct("<HH")  # worker index, 1
+#: Signals that stop a worker gracefully; the master blocks them while it forks.
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 _MODEL_DIR_LINES = 50
 
 
@@ -50,10 +53,13 @@ def run_worker(
     master_pid: int,
 ) -> int:
     """Serve until told to stop; return the process exit status."""
-    _die_with_master(master_pid)
+    early_stop = _EarlyStop()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _ignore)  # uvicorn replaces these while it serves
+        signal.signal(signum, early_stop.handle)  # uvicorn replaces these while it serves
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked by the master around fork
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    _die_with_master(master_pid)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1 <pid>: stacks to stderr
     log = logs.JsonLog(worker=index)
     _prepare_process(options, log)
     shared.slot(index).started()
@@ -79,6 +85,7 @@ def run_worker(
         timeout_graceful_shutdown=options.graceful_timeout,  # type: ignore[arg-type]
     )
     server = uvicorn.Server(config)
+    early_stop.attach(server)
     log.use_loop(_call_soon)
     booter.start()
     server.run(sockets=[sock])
@@ -178,5 +185,19 @@ def _die_with_master(master_pid: int) -> None:
         os._exit(1)
 
 
-def _ignore(signum: int, frame: Any) -> None:
-    return None
+class _EarlyStop:
+    """Remembers a stop signal that arrives before uvicorn has taken over the handlers."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._server: Any = None
+
+    def attach(self, server: Any) -> None:
+        self._server = server
+        if self.requested:
+            server.should_exit = True
+
+    def handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        if self._server is not None:
+            self._server.should_exit = True
