@@ -1,0 +1,319 @@
+"""The container target's side of the Docker API: connect, observe, run, wait.
+
+What a container *is* in modelform's terms is read here, from the Docker
+API only: its state mapped to a service status, its published port, its
+limits, its environment and the labels that tie it to a project, so a
+container whose creation was never recorded (the CLI killed mid-apply)
+is found again by label.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from modelform.engine.diagnostics import Diagnostic, DiagnosticError
+from modelform.engine.provider import ProviderError, ServiceStatus
+from modelform.providers.imagebuild import CONTAINER_PORT, VENV
+
+GIB = 1024**3
+DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+AUTH_ENV = "MODELFORM_AUTH_KEY"
+L_PROJECT = "modelform.project"
+L_PROJECT_DIR = "modelform.project_dir"
+L_ADDRESS = "modelform.address"
+L_LINEAGE = "modelform.lineage"
+L_ATTRS = "modelform.attributes"
+#: Attributes only a real container has; never written into its labels.
+COMPUTED = ("container_id", "id", "container_name", "key", "status", "container_state")
+HOSTS_FILE = "container-hosts.json"
+
+_local = threading.local()
+
+
+def default_host() -> str:
+    return os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
+
+
+def client(host: str) -> Any:
+    """A Docker client for ``host`` (one per thread), or a one-line error."""
+    import docker
+
+    cache = _local.__dict__.setdefault("clients", {})
+    if host not in cache:
+        try:
+            c = docker.DockerClient(base_url=host, timeout=600)
+            c.ping()
+        except Exception as e:  # noqa: BLE001 - any failure means "cannot reach it"
+            raise DiagnosticError(
+                Diagnostic(
+                    f"cannot reach the Docker Engine at {host}: {_short(e)}",
+                    hint="start dockerd, or set the target's docker_host / DOCKER_HOST",
+                )
+            ) from None
+        cache[host] = c
+    return cache[host]
+
+
+def _short(e: Exception) -> str:
+    text = str(getattr(e, "explanation", None) or e)
+    return text.splitlines()[0][:200] if text else type(e).__name__
+
+
+def is_local(host: str) -> bool:
+    """Whether ports the engine publishes on 127.0.0.1 are this machine's."""
+    return host.startswith(("unix://", "npipe://")) or any(
+        h in host for h in ("//127.0.0.1", "//localhost", "//[::1]")
+    )
+
+
+# -- hosts this project used (discover looks there) ---------------------------
+
+
+def remember_host(work_dir: Path, host: str) -> None:
+    """Record ``host`` before the first container is made there."""
+    hosts = known_hosts(work_dir)
+    if host in hosts:
+        return
+    work_dir.mkdir(parents=True, exist_ok=True)
+    tmp = work_dir / (HOSTS_FILE + ".tmp")
+    tmp.write_text(json.dumps(sorted({*hosts, host})) + "\n")
+    os.replace(tmp, work_dir / HOSTS_FILE)
+
+
+def known_hosts(work_dir: Path) -> list[str]:
+    try:
+        data = json.loads((work_dir / HOSTS_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    return [str(h) for h in data] if isinstance(data, list) else []
+
+
+# -- reading a container ------------------------------------------------------
+
+
+def get(c: Any, container_id: str | None) -> Any | None:
+    import docker.errors
+
+    if not container_id:
+        return None
+    try:
+        return c.containers.get(container_id)
+    except docker.errors.NotFound:
+        return None
+    except docker.errors.APIError as e:
+        raise DiagnosticError(Diagnostic(f"docker: {_short(e)}")) from None
+
+
+def probe(url: str, timeout: float = 2.0) -> str:
+    try:
+        with urllib.request.urlopen(url + "/ready", timeout=timeout) as r:
+            return ServiceStatus.HEALTHY.value if r.status == 200 else "Unhealthy"
+    except urllib.error.HTTPError as e:
+        return ServiceStatus.TRANSITIONING.value if e.code == 503 else "Unhealthy"
+    except OSError:
+        return ServiceStatus.UNHEALTHY.value
+
+
+def state_of(attrs: dict[str, Any], url: str | None, local: bool) -> tuple[str, str]:
+    """(container state, service status) of an inspected container.
+
+    running → Healthy / Transitioning (init() still running) / Unhealthy;
+    created, restarting → Transitioning; exited, dead, OOM-killed → Failed.
+    """
+    st = attrs.get("State") or {}
+    status = str(st.get("Status", "unknown"))
+    health = (st.get("Health") or {}).get("Status")
+    if st.get("OOMKilled") and status != "running":
+        return "oom-killed", ServiceStatus.FAILED.value
+    if status == "running":
+        if health == "unhealthy":
+            return status, ServiceStatus.UNHEALTHY.value
+        if url and local:
+            seen = probe(url)
+            if seen == ServiceStatus.UNHEALTHY.value and health == "starting":
+                seen = ServiceStatus.TRANSITIONING.value
+            return status, seen
+        return status, {
+            "healthy": ServiceStatus.HEALTHY.value,
+            "starting": ServiceStatus.TRANSITIONING.value,
+        }.get(str(health), ServiceStatus.HEALTHY.value)
+    if status in ("created", "restarting"):
+        return status, ServiceStatus.TRANSITIONING.value
+    if status == "paused":
+        return status, ServiceStatus.UNHEALTHY.value
+    return status, ServiceStatus.FAILED.value
+
+
+def limits_of(host_config: dict[str, Any]) -> tuple[float | None, float | None]:
+    """(cpu cores, memory in GiB) a container is limited to, None for none."""
+    nano = host_config.get("NanoCpus") or 0
+    quota, period = host_config.get("CpuQuota") or 0, host_config.get("CpuPeriod") or 0
+    cpu = None
+    if nano > 0:
+        cpu = round(nano / 1e9, 3)
+    elif quota > 0:
+        cpu = round(quota / (period or 100_000), 3)
+    mem = host_config.get("Memory") or 0
+    return cpu, (round(mem / GIB, 6) if mem > 0 else None)
+
+
+def observe(container: Any, known: dict[str, Any]) -> dict[str, Any]:
+    """The attributes the real container has now (over ``known`` ones)."""
+    a = container.attrs
+    hc = a.get("HostConfig") or {}
+    env = dict(e.split("=", 1) for e in (a.get("Config") or {}).get("Env") or [] if "=" in e)
+    cpu, mem = limits_of(hc)
+    binding = ((hc.get("PortBindings") or {}).get(f"{CONTAINER_PORT}/tcp") or [{}])[0]
+    host_ip = binding.get("HostIp") or "0.0.0.0"
+    port = int(binding["HostPort"]) if binding.get("HostPort") else known.get("port")
+    url = f"http://{host_ip}:{port}"
+    cstate, status = state_of(a, url, is_local(str(known.get("docker_host") or "unix://")))
+    wanted_env = known.get("env") or {}
+    return {
+        "container_id": a["Id"],
+        "id": a["Id"][:12],
+        "container_name": str(a.get("Name", "")).lstrip("/"),
+        "image": (a.get("Config") or {}).get("Image"),
+        "image_id": a.get("Image"),
+        "host": host_ip,
+        "port": port,
+        "url": url,
+        "env": {k: env[k] for k in wanted_env if k in env},
+        "cpu": cpu,
+        "memory_gb": mem,
+        "restart_policy": ((hc.get("RestartPolicy") or {}).get("Name") or "no"),
+        "container_state": cstate,
+        "status": status,
+        "key": env.get(AUTH_ENV),
+    }
+
+
+def labelled(c: Any, project_dir: Path) -> list[Any]:
+    """Every container (running or not) made for the project at ``project_dir``."""
+    return list(
+        c.containers.list(all=True, filters={"label": f"{L_PROJECT_DIR}={project_dir.resolve()}"})
+    )
+
+
+def label_attributes(container: Any) -> dict[str, Any] | None:
+    try:
+        data = json.loads(container.labels.get(L_ATTRS, ""))
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+# -- making one -----------------------------------------------------------------
+
+
+def healthcheck() -> dict[str, Any]:
+    """Docker's own check of the runtime's readiness route."""
+    url = f"http://127.0.0.1:{CONTAINER_PORT}/ready"
+    code = f"import urllib.request as u; u.urlopen('{url}', timeout=4)"
+    s = 1_000_000_000
+    return {
+        "test": ["CMD", f"{VENV}/bin/python", "-c", code],
+        "interval": 10 * s,
+        "timeout": 5 * s,
+        "retries": 3,
+        "start_period": 120 * s,
+    }
+
+
+def limit_args(cpu: float | None, memory_gb: float | None) -> dict[str, Any]:
+    """Limits as CFS quota (which ``docker update`` can change in place)."""
+    out: dict[str, Any] = {}
+    if cpu:
+        out.update(cpu_period=100_000, cpu_quota=int(round(cpu * 100_000)))
+    if memory_gb:
+        out.update(mem_limit=int(memory_gb * GIB), memswap_limit=int(memory_gb * GIB))
+    return out
+
+
+def run(c: Any, *, image: str, name: str, labels: dict[str, str], env: dict[str, str],
+        host: str, port: int, command: list[str], cpu: float | None, memory_gb: float | None,
+        restart_policy: str, network: str | None) -> Any:  # fmt: skip
+    """Create and start a container; a refused start removes it again."""
+    import docker.errors
+
+    kwargs: dict[str, Any] = dict(
+        image=image, command=command, name=name, labels=labels, environment=env,
+        ports={f"{CONTAINER_PORT}/tcp": (host, port)}, healthcheck=healthcheck(),
+        restart_policy={"Name": restart_policy}, detach=True, **limit_args(cpu, memory_gb),
+    )  # fmt: skip
+    if network:
+        kwargs["network"] = network
+    try:
+        container = c.containers.create(**kwargs)
+    except docker.errors.APIError as e:
+        raise ProviderError(f"docker refused to create the container: {_short(e)}") from None
+    try:
+        container.start()
+    except docker.errors.APIError as e:
+        container.remove(force=True)
+        why = _short(e)
+        if "port is already allocated" in why or "address already in use" in why:
+            why = f"port {host}:{port} is already in use on the Docker host"
+        raise ProviderError(f"the container did not start: {why}") from None
+    return container
+
+
+def logs_tail(container: Any, lines: int = 40) -> str:
+    try:
+        raw = container.logs(tail=lines, stdout=True, stderr=True)
+    except Exception:  # noqa: BLE001 - a container gone meanwhile has no logs
+        return ""
+    return str(raw.decode(errors="replace")).rstrip("\n")
+
+
+def wait_ready(container: Any, url: str, local: bool, timeout: float, address: str) -> str:
+    """Wait until the service answers ready; on exit or timeout raise
+    :class:`ProviderError` (status Failed) with the container's log tail."""
+    container.reload()
+    restarts = int(container.attrs.get("RestartCount") or 0)
+    deadline = time.monotonic() + timeout
+    while True:
+        container.reload()
+        a = container.attrs
+        st = a.get("State") or {}
+        if st.get("Status") in ("exited", "dead") or int(a.get("RestartCount") or 0) > restarts:
+            why = f"exited with code {st.get('ExitCode')}"
+            if st.get("OOMKilled"):
+                why = "was killed for lack of memory (OOM; raise memory_gb)"
+            elif st.get("ExitCode") == 3:
+                why = "exited: the entry script failed to load or init() raised (exit code 3)"
+            raise ProviderError(
+                f"{address}: Failed: the scoring server {why}",
+                log=logs_tail(container),
+                status=ServiceStatus.FAILED.value,
+            )
+        _, status = state_of(a, url, local)
+        if status == ServiceStatus.HEALTHY.value:
+            return status
+        if time.monotonic() > deadline:
+            raise ProviderError(
+                f"{address}: Failed: not ready after {timeout:.0f} s",
+                log=logs_tail(container),
+                status=ServiceStatus.FAILED.value,
+            )
+        time.sleep(0.1)
+
+
+def remove(container: Any, grace: int = 10) -> None:
+    import docker.errors
+
+    try:
+        container.stop(timeout=grace)
+    except docker.errors.APIError:
+        pass
+    try:
+        container.remove(force=True)
+    except docker.errors.NotFound:
+        pass
