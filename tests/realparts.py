@@ -92,6 +92,7 @@ class _Starter:
         info = _read_env().get(part)
         if info is not None and _safe(probe, info):
             return info
+        was_running = _testenv("status", part).returncode == 0
         proc = subprocess.run(
             [str(TESTENV), "up", part, "--no-build"],
             capture_output=True,
@@ -101,7 +102,8 @@ class _Starter:
         )
         info = _read_env().get(part)
         if proc.returncode == 0 and info is not None and _safe(probe, info):
-            self.started.append(part)
+            if not was_running:  # only what this session started is stopped at its end
+                self.started.append(part)
             return info
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-6:])
         _unavailable(
@@ -113,12 +115,17 @@ class _Starter:
 
     def stop_all(self) -> None:
         for part in reversed(self.started):
-            subprocess.run(
-                [str(TESTENV), "down", part],
-                capture_output=True,
-                stdin=subprocess.DEVNULL,
-                check=False,
-            )
+            _testenv("down", part)
+
+
+def _testenv(command: str, part: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(TESTENV), command, part],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
 
 
 def _safe(probe: Callable[[dict[str, Any]], bool], info: dict[str, Any]) -> bool:

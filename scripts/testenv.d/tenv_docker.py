@@ -84,6 +84,8 @@ class DockerPart:
 
     def up(self, build: bool) -> str:
         notes = []
+        if self.ours() and not ping():  # ours but not answering: start it again
+            self.dockerd.stop(timeout=45)
         if not ping():
             self._install(build)
             self._start()

@@ -6,9 +6,16 @@ from typing import Any
 
 from tenv_common import Layout
 from tenv_docker import DockerPart
+from tenv_k8s import K8sPart
+from tenv_storage import MinioPart, RegistryPart
 
-PART_NAMES = ["docker"]
+PART_NAMES = ["docker", "minio", "registry", "k8s"]
 
 
 def make_parts(layout: Layout, versions: dict[str, str]) -> dict[str, Any]:
-    return {"docker": DockerPart(layout, versions)}
+    return {
+        "docker": DockerPart(layout, versions),
+        "minio": MinioPart(layout, versions),
+        "registry": RegistryPart(layout, versions),
+        "k8s": K8sPart(layout, versions),
+    }
