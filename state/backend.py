@@ -1,0 +1,192 @@
+"""The state backend protocol, and what every backend shares.
+
+A backend stores one state and one lock. Its contract (checked for every
+backend by ``tests/state/conformance.py``):
+
+* ``read()`` returns the stored state or None; it never takes the lock
+  and never sees a half-written state.
+* ``write(state)`` stores ``state`` as the successor of the stored one
+  and returns what it stored: the serial grows by one when the content
+  changed; identical content writes nothing and returns the stored state.
+  A state of another lineage, or with a serial older than the stored
+  one, is refused with :class:`StateConflict`. Callers continue from
+  the returned state. ``write`` does not take the lock itself: callers
+  hold it (:func:`locked`) around read-modify-write.
+* ``lock(operation, timeout)`` takes the lock or, after polling up to
+  ``timeout`` seconds, raises :class:`LockError` naming the holder.
+  ``unlock(id)`` / ``force_unlock(id)`` release it only when ``id``
+  names the current holder.
+
+A backend implements ``read``, ``write`` (usually via :func:`prepare_write`),
+``try_lock``, ``lock_info`` and ``unlock``; the waiting, the stale-holder
+report and the context manager live here so every backend behaves alike.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import ClassVar
+
+from modelform.state.canonical import encode
+from modelform.state.errors import LockError, StateConflict, StateError
+from modelform.state.lock import LockInfo
+from modelform.state.model import State, content_digest, modelform_version
+
+
+class Backend(ABC):
+    """Base class of every state backend (registered in ``modelform.backends``)."""
+
+    #: First and longest pause between attempts while waiting for the lock.
+    poll_initial: ClassVar[float] = 0.02
+    poll_max: ClassVar[float] = 0.25
+
+    @abstractmethod
+    def read(self) -> State | None:
+        """The stored state, or None when there is none yet."""
+
+    @abstractmethod
+    def write(self, state: State) -> State:
+        """Store ``state`` as the successor of the stored one; return what is stored."""
+
+    @abstractmethod
+    def try_lock(self, info: LockInfo) -> LockInfo | None:
+        """Take the lock as ``info`` in one atomic step: None if taken, else the holder."""
+
+    @abstractmethod
+    def lock_info(self) -> LockInfo | None:
+        """The current holder of the lock, or None when it is free."""
+
+    @abstractmethod
+    def unlock(self, lock_id: str) -> None:
+        """Release the lock if ``lock_id`` names the current holder, else LockError."""
+
+    def describe(self) -> str:
+        """Where this backend keeps the state, for messages."""
+        return type(self).__name__
+
+    def force_unlock(self, lock_id: str) -> None:
+        """Release a lock left by another process (``modelform force-unlock ID``).
+
+        Like :meth:`unlock`, only when ``lock_id`` is the current holder's:
+        the user must have read the id from the error, so a lock taken
+        meanwhile by someone else is never broken.
+        """
+        self.unlock(lock_id)
+
+    def lock(self, operation: str, timeout: float = 0.0) -> LockInfo:
+        """Take the lock for ``operation``, waiting up to ``timeout`` seconds.
+
+        Raises :class:`LockError` naming the holder (and saying whether it
+        looks stale) once ``timeout`` has passed; it never breaks a lock.
+        """
+        info = LockInfo.new(operation, path=self.describe(), version=modelform_version())
+        start = time.monotonic()
+        delay = self.poll_initial
+        while True:
+            holder = self.try_lock(info)
+            if holder is None:
+                return info
+            left = start + max(timeout, 0.0) - time.monotonic()
+            if left <= 0:
+                waited = time.monotonic() - start
+                raise lock_held_error(self.describe(), holder, waited if timeout > 0 else 0.0)
+            time.sleep(min(delay * random.uniform(0.5, 1.0), left))
+            delay = min(delay * 2, self.poll_max)
+
+
+def lock_held_error(where: str, holder: LockInfo, waited: float) -> LockError:
+    """The error for a lock that stayed held: who, what, since when, and if stale.
+
+    ``waited`` is 0 for a lock call that was not asked to wait.
+    """
+    stale = holder.is_stale()
+    message = f"the state ({where}) is locked by {holder.describe()}"
+    if waited > 0:
+        message += f"; gave up after waiting {waited:.1f}s"
+    if stale:
+        message += f"; {holder.stale_hint()}"
+    return LockError(message, where, holder=holder, stale=stale, waited=waited)
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What a write must know of the stored state (a backend may cache it)."""
+
+    lineage: str
+    serial: int
+    modelform_version: str
+    #: :func:`~modelform.state.model.content_digest` of the stored document.
+    digest: str
+
+    @classmethod
+    def of(cls, state: State) -> Stored:
+        return cls(state.lineage, state.serial, state.modelform_version, state.content_digest())
+
+
+@dataclass(frozen=True)
+class Write:
+    """A prepared write: what will be stored, and the bytes to store (None: nothing changed)."""
+
+    state: State
+    text: bytes | None
+    stored: Stored
+
+
+def prepare_write(stored: Stored | None, state: State, where: str) -> Write:
+    """Check ``state`` as the successor of ``stored`` and make the document to store.
+
+    Raises :class:`StateConflict` for another lineage or an older serial.
+    Identical content gives ``text=None`` and the stored serial; otherwise
+    the serial is one past the larger of the two and the version is ours.
+    The returned state is a fresh copy: later changes to ``state`` do not
+    reach it, nor the other way round.
+    """
+    data = state.to_json()
+    digest = content_digest(data)
+    base = state.serial
+    if stored is not None:
+        if stored.lineage != state.lineage:
+            raise StateConflict(
+                f"refusing to write the state ({where}): it holds lineage {stored.lineage}, "
+                f"the state being written has lineage {state.lineage} (another project's state?)",
+                where,
+            )
+        if state.serial < stored.serial:
+            raise StateConflict(
+                f"refusing to write the state ({where}): serial {state.serial} is older than "
+                f"the stored serial {stored.serial}; someone wrote it since it was read, "
+                "run the command again",
+                where,
+            )
+        if digest == stored.digest:
+            data["serial"], data["modelform_version"] = stored.serial, stored.modelform_version
+            return Write(State.from_canonical(data), None, stored)
+        base = max(base, stored.serial)
+    data["serial"], data["modelform_version"] = base + 1, modelform_version()
+    text = encode(data)
+    new = State.from_canonical(data)
+    return Write(new, text, Stored(new.lineage, new.serial, new.modelform_version, digest))
+
+
+@contextmanager
+def locked(backend: Backend, operation: str, timeout: float = 0.0) -> Iterator[LockInfo]:
+    """Hold the backend's lock for the ``with`` body; always release it.
+
+    If the body fails and releasing fails too, the body's error is raised
+    with a note about the lock, so the first cause is never hidden.
+    """
+    info = backend.lock(operation, timeout)
+    try:
+        yield info
+    except BaseException as exc:
+        try:
+            backend.unlock(info.id)
+        except StateError as e:
+            exc.add_note(f"also, releasing the state lock failed: {e}")
+        raise
+    backend.unlock(info.id)
