@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 import typer
 
 from modelform import __version__
-from modelform.cli import run_plan, service_cmds, state_cmds
+from modelform.cli import package_cmd, run_plan, service_cmds, state_cmds
 from modelform.cli.common import Globals, guarded, make_view, workspace
 from modelform.engine.plan import Mode
 
@@ -110,6 +110,7 @@ def drift(var: Var = None, var_file: VarFile = None, json_out: Json = False) -> 
 service_cmds.register(app)
 service_cmds.register_serve(app)
 state_cmds.register(app)
+package_cmd.register(app)
 
 
 def run() -> None:

@@ -48,7 +48,6 @@ REPLACE_ON = {
     "docker_host", "network",
 }  # fmt: skip
 IN_PLACE = ("cpu", "memory_gb", "restart_policy")
-REBUILD = "rebuild image + replace container"
 
 
 class ContainerProvider(Provider):
@@ -316,20 +315,21 @@ def _reasons(prior: dict[str, Any] | None, planned: dict[str, Any]) -> dict[str,
     if prior.get("env_digest") != planned["env_digest"]:
         out["env_digest"] = (
             f"environment {planned['environment']} changed ({short(str(prior.get('env_digest')))}"
-            f" → {short(planned['env_digest'])}): {REBUILD}, packages reinstalled"
+            f" → {short(planned['env_digest'])}): packages reinstalled"
         )
     for n, ref in planned["models"].items():
         old = (prior.get("models") or {}).get(n)
         if old != ref:
-            out["models"] = f"model {n}: {old or 'none'} → {ref}: {REBUILD}"
+            out["models"] = f"model {n}: {old or 'none'} → {ref}"
     if prior.get("code_digest") != planned["code_digest"]:
-        out["code_digest"] = (
-            f"code in {planned['source_dir']} changed: {REBUILD} (packages layer cached)"
+        out["code_digest"] = f"code in {planned['source_dir']} changed (packages layer cached)"
+    if prior.get("image_digest") != planned["image_digest"]:
+        out["image_digest"] = (
+            f"image content sha256-{short(str(prior.get('image_digest')), 16)} → "
+            f"sha256-{short(planned['image_digest'], 16)}: "
+            + ("rebuild image" if planned["image"] is UNKNOWN else f"use {planned['image']}")
+            + " + replace container"
         )
-    if prior.get("image_digest") != planned["image_digest"] and not out:
-        out["image_digest"] = f"image inputs changed (runtime or layout): {REBUILD}"
-    elif prior.get("image_digest") != planned["image_digest"]:
-        out["image_digest"] = next(iter(out.values()))
     for k in IN_PLACE:
         if prior.get(k) != planned[k]:
             out[k] = f"{k}: {prior.get(k)} → {planned[k]} (in place, docker update)"
@@ -354,9 +354,10 @@ def _notes(prior: dict[str, Any] | None, planned: dict[str, Any], replacing: boo
             f"one (port {prior.get('port')}) is removed"
         )
     else:
+        first = "image built first; then " if planned["image"] is UNKNOWN else ""
         notes.append(
-            f"image built first; then the old container stops and the new one starts on "
-            f"port {planned['port']} (same port: a short gap); a failed start restores the old one"
+            f"{first}the old container stops and the new one starts on port {planned['port']} "
+            "(same port: a short gap); a failed start restores the old one"
         )
     return notes
 
