@@ -322,7 +322,8 @@ def load(
     _check_var_refs(src, data, declared)
     values = variables.values(declared, src, list(var_args), list(var_files), environ)
     data, origin = _substitute(src, data, values)
-    errors = schema.validate(data, src, skip=_has_refs)
+    # Substitution changes nothing where no ${var.x} was used: no second pass then.
+    errors = schema.validate(data, src, skip=_has_refs) if origin else []
     _fail(
         [
             Diagnostic(d.message, d.pos, d.hint or f"the value comes from var.{origin[d.pos]}")

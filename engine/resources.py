@@ -9,6 +9,7 @@ and the content digests of its inputs.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,24 +47,39 @@ def target_kind(config: Config, target: str) -> str:
     return str((declared or {}).get("kind", "local"))
 
 
-def _digests(config: Config, section: str, body: dict[str, Any]) -> dict[str, str]:
-    base = config.dir
-    if section == "models":
-        return {"content": digest_path(base / body["path"])}
-    if section == "services":
-        source = body.get("source_dir") or str(Path(body["entry_script"]).parent)
-        out = {"code": digest_path(base / source)}
-        entry = base / body["entry_script"]
-        if not entry.resolve().is_relative_to((base / source).resolve()):
-            out["code"] = digest_json([out["code"], digest_path(entry)])
-        return out
-    if section == "environments" and body.get("conda_file"):
-        return {"config": digest_json([body, digest_path(base / body["conda_file"])])}
-    return {"config": digest_json(body)}
+class _Digests:
+    """Content digests of one plan's inputs; a file or folder that several
+    resources share (one source folder for many services) is read once."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self._paths: dict[str, str] = {}
+
+    def path(self, rel: str) -> str:
+        full = os.path.realpath(os.path.join(self.base, rel))
+        if full not in self._paths:
+            self._paths[full] = digest_path(Path(full))
+        return self._paths[full]
+
+    def of(self, section: str, body: dict[str, Any]) -> dict[str, str]:
+        if section == "models":
+            return {"content": self.path(body["path"])}
+        if section == "services":
+            source = body.get("source_dir") or os.path.dirname(body["entry_script"]) or "."
+            code = self.path(source)
+            src_dir = os.path.realpath(os.path.join(self.base, source))
+            entry = os.path.realpath(os.path.join(self.base, body["entry_script"]))
+            if not entry.startswith(src_dir + os.sep):
+                code = digest_json([code, self.path(body["entry_script"])])
+            return {"code": code}
+        if section == "environments" and body.get("conda_file"):
+            return {"config": digest_json([body, self.path(body["conda_file"])])}
+        return {"config": digest_json(body)}
 
 
 def desired_nodes(config: Config, *, with_digests: bool = True) -> dict[str, Node]:
     nodes: dict[str, Node] = {}
+    digests = _Digests(config.dir)
     for section, rtype in SECTIONS.items():
         for name, body in config.section(section).items():
             addr = address(section, name)
@@ -89,6 +105,6 @@ def desired_nodes(config: Config, *, with_digests: bool = True) -> dict[str, Nod
                     node.depends_on.add(dep)
                     node.dep_pos.setdefault(dep, config.pos((section, name, *path)))
             if with_digests:
-                node.digests = _digests(config, section, body)
+                node.digests = digests.of(section, body)
             nodes[addr] = node
     return nodes

@@ -129,6 +129,14 @@ def _after_dollar(text: str, index: int) -> bool:
 
 def compose(text: str, file: str) -> Node | None:
     """The single document's node tree (None for an empty document)."""
+    # libyaml's composer is ~6x faster; on an error the pure-Python one runs
+    # again, so every diagnostic has the same words and position either way.
+    fast = getattr(yaml, "CSafeLoader", None)
+    if fast is not None:
+        try:
+            return yaml.compose(text, Loader=fast)
+        except yaml.YAMLError:
+            pass
     try:
         return yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as err:
