@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import typer
+
 from modelform.cli.workspace import Options, Workspace
 from modelform.engine.diagnostics import DiagnosticError
 from modelform.engine.exitcodes import Exit

@@ -8,13 +8,14 @@ import threading
 from pathlib import Path
 
 from modelform.cli.common import confirm
-from modelform.cli.workspace import Workspace, to_records, to_state
+from modelform.cli.statewriter import StateWriter
+from modelform.cli.workspace import Workspace, to_records
 from modelform.engine.apply import apply_plan
 from modelform.engine.diagnostics import Diagnostic, DiagnosticError
 from modelform.engine.exitcodes import Exit
 from modelform.engine.plan import Mode, Plan
 from modelform.engine.planjson import plan_from_json, plan_json
-from modelform.engine.planner import Records, inputs_digest, make_plan
+from modelform.engine.planner import inputs_digest, make_plan
 from modelform.engine.resources import desired_nodes
 from modelform.engine.views import View
 from modelform.state import State
@@ -119,13 +120,11 @@ def apply_cmd(
                         "answer 'yes' at the prompt, or pass -auto-approve when there is no terminal",
                     )
                     return Exit.ERROR
-        current: list[State | None] = [state]
-
-        def persist(records: Records) -> None:
-            new = to_state(records, run.lineage, current[0])
-            current[0] = ws.backend.write(new)
-
-        result = apply_plan(run, plan, persist, events=view.event)
+        writer = StateWriter(ws.backend, run.lineage, state)
+        try:
+            result = apply_plan(run, plan, writer.submit, events=view.event)
+        finally:
+            writer.flush()
         counts = {"add": 0, "change": 0, "destroy": 0}
         changes = {c.address: c for c in plan.actionable}
         for addr in result.done:

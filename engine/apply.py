@@ -125,7 +125,8 @@ def apply_plan(
     records: Records = {a: dict(r) for a, r in plan.refreshed.items()}
     lock = threading.Lock()
     result = ApplyResult(records)
-    persist_records = lambda: persist({a: dict(r) for a, r in records.items()})  # noqa: E731
+    # Records are replaced, never changed in place, so a shallow copy is a snapshot.
+    persist_records = lambda: persist(dict(records))  # noqa: E731
     if plan.mode is Mode.REFRESH_ONLY or not plan.actionable:
         persist_records()
         return result
@@ -164,8 +165,9 @@ def apply_plan(
         except ProviderError as e:
             if e.status and addr in records and change.action is not Action.DELETE:
                 with lock:
-                    records[addr]["status"] = e.status
-                    records[addr]["attributes"] = {**records[addr]["attributes"], "status": e.status}
+                    rec = records[addr]
+                    attrs = {**rec["attributes"], "status": e.status}
+                    records[addr] = {**rec, "status": e.status, "attributes": attrs}
                     persist_records()
             result.logs[addr] = e.log
             events(addr, "failed", str(e))
