@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import inspect
 import itertools
 import json
 import traceback
@@ -52,6 +53,8 @@ _READY = Reply(200, [(b"content-type", TEXT)], b"Ready")
 _OPTIONS = Reply(200, [(b"content-type", TEXT)], b"")
 _PROMETHEUS = b"text/plain; version=0.0.4; charset=utf-8"
 _RUN_OK = (b"x-ms-run-function-failed", b"False")
+#: Result types that are neither awaitables nor response objects (skips the checks).
+_PLAIN = frozenset({list, dict, str, int, float, bool, tuple, type(None)})
 
 
 class ScoringApp:
@@ -167,14 +170,7 @@ class ScoringApp:
         elapsed = perf_counter() - start
         self._slot.observe(route, status, elapsed)
         if self._access_log and (status != 200 or path not in _QUIET_ROUTES):
-            self._log.request(
-                method=method,
-                path=path,
-                status=status,
-                ms=round(elapsed * 1000, 3),
-                request_id=request_id,
-                worker=self._worker,
-            )
+            self._log.request(method, path, status, round(elapsed * 1000, 3), request_id)
 
     async def _score(
         self,
@@ -217,7 +213,7 @@ class ScoringApp:
         started = perf_counter()
         try:
             output = self._deadline.call(self._call, value, headers)
-            if asyncio.iscoroutine(output) or isinstance(output, asyncio.Future):
+            if type(output) not in _PLAIN and inspect.isawaitable(output):
                 output = await asyncio.wait_for(output, self._timeout)
         except (TimeoutError, RunTimeout):
             self._log.error("run_timeout", request_id=request_id, timeout_s=self._timeout)
@@ -238,7 +234,7 @@ class ScoringApp:
             slot.idle()
         exec_ms = (perf_counter() - started) * 1000
 
-        if responses.is_response_object(output):
+        if type(output) not in _PLAIN and responses.is_response_object(output):
             reply = responses.from_response_object(output)
         else:
             try:

@@ -34,6 +34,7 @@ class JsonLog:
     def __init__(self, fd: int = 1, **common: Any) -> None:
         self._fd = fd
         self._common = {"pid": os.getpid(), **common}
+        self._common_json = orjson.dumps(self._common)[1:-1].decode()
         self._buffer: list[bytes] = []
         self._buffered = 0
         self._scheduled = False
@@ -44,9 +45,11 @@ class JsonLog:
     def rebind(self, **common: Any) -> None:
         """Set the fields repeated on every line (after a fork: the new pid)."""
         self._common = {"pid": os.getpid(), **common}
+        self._common_json = orjson.dumps(self._common)[1:-1].decode()
 
     def use_loop(self, schedule: Callable[[Callable[[], None]], Any] | None) -> None:
-        """Give a ``loop.call_soon``-like function to batch request lines; None writes at once."""
+        """Batch request lines: ``schedule(flush)`` must call ``flush`` soon (say within
+        50 ms, from the event loop). None writes every line at once."""
         self._schedule = schedule
 
     def timestamp(self) -> str:
@@ -77,9 +80,17 @@ class JsonLog:
     def error(self, event: str, **fields: Any) -> None:
         self.emit("error", event, **fields)
 
-    def request(self, **fields: Any) -> None:
-        """Log one answered request; written at the end of this loop turn."""
-        line = self._line("info", "request", fields)
+    def request(self, method: str, path: str, status: int, ms: float, request_id: str) -> None:
+        """Log one answered request; buffered, written by the scheduled flush.
+
+        The line is formatted directly (this runs once per request); the
+        client-controlled strings are JSON-escaped.
+        """
+        line = (
+            f'{{"ts":"{self.timestamp()}","level":"info","event":"request",{self._common_json},'
+            f'"method":"{method}","path":{_json_str(path)},"status":{status},"ms":{ms},'
+            f'"request_id":{_json_str(request_id)}}}\n'
+        ).encode()
         if self._schedule is None:
             self._write(line)
             return
@@ -110,6 +121,12 @@ class JsonLog:
             except OSError:
                 return  # stdout closed: nothing useful left to do with a log line
             view = view[written:]
+
+
+def _json_str(text: str) -> str:
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    return orjson.dumps(text).decode()
 
 
 class ForwardHandler(logging.Handler):

@@ -42,6 +42,7 @@ READY_MESSAGE = struct.Struct("<HH")  # worker index, 1
 #: Signals that stop a worker gracefully; the master blocks them while it forks.
 STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 _MODEL_DIR_LINES = 50
+_LOG_FLUSH_S = 0.05  # request log lines reach stdout within this delay (or at 3.5 KB)
 
 
 def run_worker(
@@ -86,17 +87,17 @@ def run_worker(
     )
     server = uvicorn.Server(config)
     early_stop.attach(server)
-    log.use_loop(_call_soon)
+    log.use_loop(_flush_later)
     booter.start()
     server.run(sockets=[sock])
     log.flush()
     return 0 if server.started else 1
 
 
-def _call_soon(callback: Any) -> None:
+def _flush_later(callback: Any) -> None:
     import asyncio
 
-    asyncio.get_running_loop().call_soon(callback)
+    asyncio.get_running_loop().call_later(_LOG_FLUSH_S, callback)
 
 
 def _boot(
