@@ -217,15 +217,16 @@ class ContainerProvider(Provider):
         container = dk.run(
             client, image=attrs["image"], name=name, labels=labels, env=env, host=attrs["host"],
             port=attrs["port"], command=command, cpu=attrs["cpu"], memory_gb=attrs["memory_gb"],
-            restart_policy=attrs["restart_policy"], network=attrs["network"],
+            network=attrs["network"],
         )  # fmt: skip
         ctx.log(f"started container {name}; waiting for {attrs['url']}/ready")
         local = dk.is_local(opts.docker_host)
         try:
-            dk.wait_ready(container, attrs["url"], local, opts.startup_timeout, r.address)
+            dk.wait_ready(container, attrs["url"], local, opts.startup_timeout)
         except ProviderError:
             dk.remove(container, grace=2)
             raise
+        container.update(restart_policy={"Name": attrs["restart_policy"]})
         container.reload()
         return {**attrs, **dk.observe(container, attrs)}
 
@@ -258,8 +259,7 @@ class ContainerProvider(Provider):
         elif now["status"] == ServiceStatus.UNHEALTHY.value:
             ctx.log(f"container {c.name} is unhealthy: restarting it")
             c.restart(timeout=10)
-        dk.wait_ready(c, planned["url"], dk.is_local(opts.docker_host), opts.startup_timeout,
-                      r.address)  # fmt: skip
+        dk.wait_ready(c, planned["url"], dk.is_local(opts.docker_host), opts.startup_timeout)
         c.reload()
         attrs = {k: v for k, v in planned.items() if is_known(v)}
         return {**prior, **attrs, **dk.observe(c, prior)}

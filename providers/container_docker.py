@@ -239,14 +239,18 @@ def limit_args(cpu: float | None, memory_gb: float | None) -> dict[str, Any]:
 
 def run(c: Any, *, image: str, name: str, labels: dict[str, str], env: dict[str, str],
         host: str, port: int, command: list[str], cpu: float | None, memory_gb: float | None,
-        restart_policy: str, network: str | None) -> Any:  # fmt: skip
-    """Create and start a container; a refused start removes it again."""
+        network: str | None) -> Any:  # fmt: skip
+    """Create and start a container; a refused start removes it again.
+
+    It starts with no restart policy, so a server that fails while starting
+    exits with its own code; :func:`wait_ready`'s caller sets the policy
+    once it is ready."""
     import docker.errors
 
     kwargs: dict[str, Any] = dict(
         image=image, command=command, name=name, labels=labels, environment=env,
         ports={f"{CONTAINER_PORT}/tcp": (host, port)}, healthcheck=healthcheck(),
-        restart_policy={"Name": restart_policy}, detach=True, **limit_args(cpu, memory_gb),
+        restart_policy={"Name": "no"}, detach=True, **limit_args(cpu, memory_gb),
     )  # fmt: skip
     if network:
         kwargs["network"] = network
@@ -273,7 +277,7 @@ def logs_tail(container: Any, lines: int = 40) -> str:
     return str(raw.decode(errors="replace")).rstrip("\n")
 
 
-def wait_ready(container: Any, url: str, local: bool, timeout: float, address: str) -> str:
+def wait_ready(container: Any, url: str, local: bool, timeout: float) -> str:
     """Wait until the service answers ready; on exit or timeout raise
     :class:`ProviderError` (status Failed) with the container's log tail."""
     container.reload()
@@ -290,7 +294,7 @@ def wait_ready(container: Any, url: str, local: bool, timeout: float, address: s
             elif st.get("ExitCode") == 3:
                 why = "exited: the entry script failed to load or init() raised (exit code 3)"
             raise ProviderError(
-                f"{address}: Failed: the scoring server {why}",
+                f"Failed: the scoring server {why}",
                 log=logs_tail(container),
                 status=ServiceStatus.FAILED.value,
             )
@@ -299,7 +303,7 @@ def wait_ready(container: Any, url: str, local: bool, timeout: float, address: s
             return status
         if time.monotonic() > deadline:
             raise ProviderError(
-                f"{address}: Failed: not ready after {timeout:.0f} s",
+                f"Failed: not ready after {timeout:.0f} s",
                 log=logs_tail(container),
                 status=ServiceStatus.FAILED.value,
             )

@@ -58,12 +58,7 @@ HOST_CA_CANDIDATES = (
     "/etc/pki/tls/certs/ca-bundle.crt",
     "/etc/ssl/cert.pem",
 )
-RUNTIME_PACKAGES = {
-    "uvicorn": ">=0.30",
-    "httptools": ">=0.6",
-    "orjson": ">=3.9",
-    "uvloop": ">=0.19",
-}
+RUNTIME_PACKAGES = {"uvicorn": ">=0.30", "httptools": ">=0.6", "orjson": ">=3.9", "uvloop": ""}
 LABEL_DIGEST = "modelform.image_digest"
 _SKIP = {"__pycache__", ".git", ".modelform", ".pytest_cache", ".venv"}
 _PIP = "--no-cache-dir --disable-pip-version-check --progress-bar off"
@@ -102,36 +97,26 @@ class ImageSpec:
 
     def digest(self) -> str:
         """Content digest of every input; the CA bundle only serves the build."""
-        return digest_json(
-            {
-                "layout": LAYOUT,
-                "env": self.env_digest(),
-                "runtime": runtime_digest(),
-                "models": [[m.name, m.version, m.digest] for m in self.models],
-                "code": self.code_digest,
-                "entry": self.entry_in_image(),
-            }
-        )
+        return digest_json({
+            "layout": LAYOUT, "env": self.env_digest(), "runtime": runtime_digest(),
+            "models": [[m.name, m.version, m.digest] for m in self.models],
+            "code": self.code_digest, "entry": self.entry_in_image(),
+        })  # fmt: skip
 
     def digest_tag(self) -> str:
         return "sha256-" + self.digest().split(":", 1)[1][:16]
 
     def entry_in_image(self) -> str:
-        try:
-            rel = self.entry_script.relative_to(self.source_dir).as_posix()
-        except ValueError:
-            rel = self.entry_script.name
-        return f"{APP_DIR}/{rel}"
+        if self.entry_script.is_relative_to(self.source_dir):
+            return f"{APP_DIR}/{self.entry_script.relative_to(self.source_dir).as_posix()}"
+        return f"{APP_DIR}/{self.entry_script.name}"
 
     def model_dir(self) -> str | None:
         """AZUREML_MODEL_DIR as Azure ML lays it out: one model → its version
         folder; several → the folder holding ``<name>/<version>/``."""
-        if not self.models:
-            return None
         if len(self.models) == 1:
-            m = self.models[0]
-            return f"{MODELS_DIR}/{m.name}/{m.version}"
-        return MODELS_DIR
+            return f"{MODELS_DIR}/{self.models[0].name}/{self.models[0].version}"
+        return MODELS_DIR if self.models else None
 
     def entrypoint(self) -> list[str]:
         argv = [f"{VENV}/bin/python", "-m", "modelform.runtime"]
@@ -241,9 +226,7 @@ def _ca_env(spec: ImageSpec) -> str:
     return f"PIP_CERT={CA_PATH} SSL_CERT_FILE={CA_PATH} REQUESTS_CA_BUNDLE={CA_PATH} "
 
 
-def _python_check(want: str | None) -> str:
-    if not want:
-        return "true"
+def _python_check(want: str) -> str:
     # The schema allows only digits and dots in ``want``; no single quotes inside.
     code = (
         f'import sys; w="{want}"; h=sys.version.split()[0]; '
@@ -255,17 +238,17 @@ def _python_check(want: str | None) -> str:
 
 def dockerfile(spec: ImageSpec) -> str:
     ca = _ca_env(spec)
-    pip_env = (
-        f"{ca}{VENV}/bin/pip install {_PIP} -r /opt/modelform/requirements.txt"
-        if spec.requirements
-        else "true"
-    )
+    venv = [f"python3 -m venv {VENV}"]
+    if spec.python:
+        venv.insert(0, _python_check(spec.python))
+    if spec.requirements:
+        venv.append(f"{ca}{VENV}/bin/pip install {_PIP} -r /opt/modelform/requirements.txt")
     lines = [f"FROM {spec.base_image}"]
     if spec.ca_bundle is not None:
         lines.append(f"COPY ca.crt {CA_PATH}")
     lines += [
         "COPY requirements.txt /opt/modelform/requirements.txt",
-        f"RUN {_python_check(spec.python)} && python3 -m venv {VENV} && {pip_env}",
+        "RUN " + " && ".join(venv),
         "COPY runtime-requirements.txt /opt/modelform/runtime-requirements.txt",
         f"RUN {ca}{VENV}/bin/pip install {_PIP} -r /opt/modelform/runtime-requirements.txt"
         f" && {VENV}/bin/python -c 'import site; open(site.getsitepackages()[0]"
@@ -297,55 +280,39 @@ def _walk(root: Path) -> Iterable[tuple[Path, str]]:
                 yield full, full.relative_to(root).as_posix()
 
 
-class _Tar:
-    """A build context with fixed owners and times, so that only content
-    (and the executable bit) decides Docker's layer cache."""
-
-    def __init__(self, out: IO[bytes]) -> None:
-        self.tar = tarfile.open(fileobj=out, mode="w")
-
-    def _info(self, name: str, size: int, mode: int) -> tarfile.TarInfo:
-        info = tarfile.TarInfo(name)
-        info.size, info.mode, info.mtime = size, mode, 946684800
-        info.uid = info.gid = 0
-        info.uname = info.gname = ""
-        return info
-
-    def text(self, name: str, data: str) -> None:
-        raw = data.encode()
-        self.tar.addfile(self._info(name, len(raw), 0o644), io.BytesIO(raw))
-
-    def file(self, name: str, path: Path) -> None:
-        mode = 0o755 if os.access(path, os.X_OK) else 0o644
-        with open(path, "rb") as f:
-            self.tar.addfile(self._info(name, path.stat().st_size, mode), f)
-
-    def tree(self, prefix: str, root: Path) -> None:
-        for full, rel in _walk(root):
-            self.file(f"{prefix}/{rel}", full)
-
-    def close(self) -> None:
-        self.tar.close()
+def _add(tar: tarfile.TarFile, name: str, data: bytes | Path) -> None:
+    """Fixed owners and times (TarInfo's defaults): only content and the
+    executable bit decide Docker's layer cache."""
+    info = tarfile.TarInfo(name)
+    info.mtime, info.mode = 946684800, 0o644
+    if isinstance(data, bytes):
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+        return
+    info.mode = 0o755 if os.access(data, os.X_OK) else 0o644
+    info.size = data.stat().st_size
+    with open(data, "rb") as f:
+        tar.addfile(info, f)
 
 
 def write_context(spec: ImageSpec, out: IO[bytes]) -> None:
-    tar = _Tar(out)
-    tar.text("Dockerfile", dockerfile(spec))
-    if spec.ca_bundle is not None:
-        tar.file("ca.crt", spec.ca_bundle)
-    tar.text("requirements.txt", "".join(f"{r}\n" for r in spec.requirements))
-    tar.text("runtime-requirements.txt", "".join(f"{r}\n" for r in runtime_requirements()))
-    tar.text("modelform/__init__.py", '"""modelform\'s scoring runtime, as shipped in images."""\n')
-    for full, rel in _walk(_runtime_dir()):
-        tar.file(f"modelform/runtime/{rel}", full)
-    for m in spec.models:
-        tar.tree(f"models/{m.name}/{m.version}", m.source)
-    tar.tree("app", spec.source_dir)
-    try:
-        spec.entry_script.relative_to(spec.source_dir)
-    except ValueError:
-        tar.file(f"app/{spec.entry_script.name}", spec.entry_script)
-    tar.close()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        _add(tar, "Dockerfile", dockerfile(spec).encode())
+        if spec.ca_bundle is not None:
+            _add(tar, "ca.crt", spec.ca_bundle)
+        _add(tar, "requirements.txt", "".join(f"{r}\n" for r in spec.requirements).encode())
+        runtime_reqs = "".join(f"{r}\n" for r in runtime_requirements())
+        _add(tar, "runtime-requirements.txt", runtime_reqs.encode())
+        _add(tar, "modelform/__init__.py", b'"""modelform\'s scoring runtime (image copy)."""\n')
+        for full, rel in _walk(_runtime_dir()):
+            _add(tar, f"modelform/runtime/{rel}", full)
+        for m in spec.models:
+            for full, rel in _walk(m.source):
+                _add(tar, f"models/{m.name}/{m.version}/{rel}", full)
+        for full, rel in _walk(spec.source_dir):
+            _add(tar, f"app/{rel}", full)
+        if not spec.entry_script.is_relative_to(spec.source_dir):
+            _add(tar, f"app/{spec.entry_script.name}", spec.entry_script)
 
 
 # -- building -----------------------------------------------------------------
@@ -410,7 +377,7 @@ class _Steps:
         self.partial += text
         *done, self.partial = self.partial.split("\n")
         for line in done:
-            self.line(line.rstrip("\r"))
+            self.line(_ANSI.sub("", line).rstrip("\r"))
 
     def line(self, line: str) -> None:
         if not line.strip() or line.startswith(_QUIET):
@@ -479,9 +446,27 @@ def build(
 
 
 def _failed(steps: _Steps, error: str) -> ProviderError:
-    where = f" at {steps.step}" if steps.step else ""
+    """One line naming the step and what it does; its output as the log."""
+    error = _ANSI.sub("", error).strip()
+    code = re.search(r"returned a non-zero code: (\d+)", error)
+    short_error = f"exit code {code.group(1)}" if code else error.splitlines()[0][:300]
+    step = steps.step.split(" : ", 1)[0].lower() if steps.step else ""
+    where = f" at {step} ({_what(steps.step)})" if step else ""
     tail = "\n".join([steps.step, *steps.lines[-60:]] if steps.step else steps.lines[-60:])
-    return ProviderError(f"image build failed{where}: {error.strip()}", log=tail)
+    return ProviderError(f"image build failed{where}: {short_error}", log=tail)
+
+
+def _what(step: str) -> str:
+    if "runtime-requirements.txt" in step and "RUN" in step:
+        return "installing the runtime's packages"
+    if "requirements.txt" in step and "RUN" in step:
+        return "creating the venv and installing the environment's packages"
+    if " FROM " in f" {step.split(' : ', 1)[-1]}":
+        return "getting the base image"
+    return step.split(" : ", 1)[-1][:80]
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def _proxy_args() -> dict[str, str]:
