@@ -7,7 +7,7 @@ Terraform's single-dash spellings (``-var``, ``-out``, ``-auto-approve``,
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -25,23 +25,52 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-Var = Annotated[Optional[list[str]], typer.Option("--var", "-var", help="Set a variable: NAME=VALUE.")]  # noqa: UP045
-VarFile = Annotated[Optional[list[Path]], typer.Option("--var-file", "-var-file", help="Variables from a YAML/JSON file.")]  # noqa: UP045
+Var = Annotated[
+    list[str] | None, typer.Option("--var", "-var", help="Set a variable: NAME=VALUE.")
+]  # noqa: UP045
+VarFile = Annotated[
+    list[Path] | None,
+    typer.Option("--var-file", "-var-file", help="Variables from a YAML/JSON file."),
+]  # noqa: UP045
 Json = Annotated[bool, typer.Option("--json", "-json", help="Machine-readable output.")]
-LockTimeout = Annotated[float, typer.Option("--lock-timeout", "-lock-timeout", help="Seconds to wait for the state lock.")]
-Target = Annotated[Optional[list[str]], typer.Option("--target", "-target", help="Limit to this address (and what it needs).")]  # noqa: UP045
-Replace = Annotated[Optional[list[str]], typer.Option("--replace", "-replace", help="Force replacement of this address.")]  # noqa: UP045
-Refresh = Annotated[bool, typer.Option("--refresh/--no-refresh", "-refresh/-no-refresh", help="Read the real objects first.")]
-Parallelism = Annotated[int, typer.Option("--parallelism", "-parallelism", min=1, help="Steps at once.")]
-AutoApprove = Annotated[bool, typer.Option("--auto-approve", "-auto-approve", help="Skip the confirmation.")]
+LockTimeout = Annotated[
+    float,
+    typer.Option("--lock-timeout", "-lock-timeout", help="Seconds to wait for the state lock."),
+]
+Target = Annotated[
+    list[str] | None,
+    typer.Option("--target", "-target", help="Limit to this address (and what it needs)."),
+]  # noqa: UP045
+Replace = Annotated[
+    list[str] | None,
+    typer.Option("--replace", "-replace", help="Force replacement of this address."),
+]  # noqa: UP045
+Refresh = Annotated[
+    bool,
+    typer.Option(
+        "--refresh/--no-refresh", "-refresh/-no-refresh", help="Read the real objects first."
+    ),
+]
+Parallelism = Annotated[
+    int, typer.Option("--parallelism", "-parallelism", min=1, help="Steps at once.")
+]
+AutoApprove = Annotated[
+    bool, typer.Option("--auto-approve", "-auto-approve", help="Skip the confirmation.")
+]
 # fmt: on
 
 
 @app.callback()
 def main_options(
-    chdir: Annotated[Optional[Path], typer.Option("--chdir", "-chdir", help="Run in this folder.")] = None,  # noqa: UP045
-    file: Annotated[Optional[Path], typer.Option("--file", "-f", help="Project file (default modelform.yaml).")] = None,  # noqa: UP045
-    state: Annotated[Optional[Path], typer.Option("--state", help="State file (default .modelform/state.json).")] = None,  # noqa: UP045
+    chdir: Annotated[
+        Path | None, typer.Option("--chdir", "-chdir", help="Run in this folder.")
+    ] = None,  # noqa: UP045
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="Project file (default modelform.yaml).")
+    ] = None,  # noqa: UP045
+    state: Annotated[
+        Path | None, typer.Option("--state", help="State file (default .modelform/state.json).")
+    ] = None,  # noqa: UP045
 ) -> None:
     Globals.chdir, Globals.file, Globals.state = chdir, file, state
 
@@ -54,50 +83,115 @@ def version() -> None:
 
 @app.command()
 def plan(
-    var: Var = None, var_file: VarFile = None, json_out: Json = False,
-    out: Annotated[Optional[Path], typer.Option("--out", "-out", help="Save the plan to apply it later.")] = None,  # noqa: UP045
-    detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode", "-detailed-exitcode", help="Exit 0 no changes, 1 error, 2 changes.")] = False,
-    refresh_only: Annotated[bool, typer.Option("--refresh-only", "-refresh-only", help="Only compare state with the real world.")] = False,
-    destroy: Annotated[bool, typer.Option("--destroy", "-destroy", help="Plan to destroy everything.")] = False,
-    refresh: Refresh = True, target: Target = None, replace: Replace = None,
+    var: Var = None,
+    var_file: VarFile = None,
+    json_out: Json = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-out", help="Save the plan to apply it later.")
+    ] = None,  # noqa: UP045
+    detailed_exitcode: Annotated[
+        bool,
+        typer.Option(
+            "--detailed-exitcode",
+            "-detailed-exitcode",
+            help="Exit 0 no changes, 1 error, 2 changes.",
+        ),
+    ] = False,
+    refresh_only: Annotated[
+        bool,
+        typer.Option(
+            "--refresh-only", "-refresh-only", help="Only compare state with the real world."
+        ),
+    ] = False,
+    destroy: Annotated[
+        bool, typer.Option("--destroy", "-destroy", help="Plan to destroy everything.")
+    ] = False,
+    refresh: Refresh = True,
+    target: Target = None,
+    replace: Replace = None,
 ) -> None:
     """Show what apply would change."""
     view = make_view(json_out)
     mode = Mode.DESTROY if destroy else Mode.REFRESH_ONLY if refresh_only else Mode.NORMAL
-    guarded(view, lambda: run_plan.plan_cmd(
-        workspace(view, var, var_file), view, mode=mode, refresh=refresh,
-        targets=target or [], replace=replace or [], out=out, detailed=detailed_exitcode))
+    guarded(
+        view,
+        lambda: run_plan.plan_cmd(
+            workspace(view, var, var_file),
+            view,
+            mode=mode,
+            refresh=refresh,
+            targets=target or [],
+            replace=replace or [],
+            out=out,
+            detailed=detailed_exitcode,
+        ),
+    )
 
 
 @app.command()
 def apply(
-    plan_file: Annotated[Optional[Path], typer.Argument(help="A plan saved with plan -out.")] = None,  # noqa: UP045
-    var: Var = None, var_file: VarFile = None, json_out: Json = False,
-    auto_approve: AutoApprove = False, lock_timeout: LockTimeout = 0.0, parallelism: Parallelism = 10,
-    refresh_only: Annotated[bool, typer.Option("--refresh-only", "-refresh-only", help="Only update state to match the real world.")] = False,
-    refresh: Refresh = True, target: Target = None, replace: Replace = None,
+    plan_file: Annotated[
+        Path | None, typer.Argument(help="A plan saved with plan -out.")
+    ] = None,  # noqa: UP045
+    var: Var = None,
+    var_file: VarFile = None,
+    json_out: Json = False,
+    auto_approve: AutoApprove = False,
+    lock_timeout: LockTimeout = 0.0,
+    parallelism: Parallelism = 10,
+    refresh_only: Annotated[
+        bool,
+        typer.Option(
+            "--refresh-only", "-refresh-only", help="Only update state to match the real world."
+        ),
+    ] = False,
+    refresh: Refresh = True,
+    target: Target = None,
+    replace: Replace = None,
 ) -> None:
     """Make the deployment match the project file."""
     view = make_view(json_out)
     mode = Mode.REFRESH_ONLY if refresh_only else Mode.NORMAL
-    guarded(view, lambda: run_plan.apply_cmd(
-        workspace(view, var, var_file, lock_timeout, parallelism), view, plan_file=plan_file,
-        mode=mode, auto_approve=auto_approve, refresh=refresh, targets=target or [],
-        replace=replace or []))
+    guarded(
+        view,
+        lambda: run_plan.apply_cmd(
+            workspace(view, var, var_file, lock_timeout, parallelism),
+            view,
+            plan_file=plan_file,
+            mode=mode,
+            auto_approve=auto_approve,
+            refresh=refresh,
+            targets=target or [],
+            replace=replace or [],
+        ),
+    )
 
 
 @app.command()
 def destroy(
-    var: Var = None, var_file: VarFile = None, json_out: Json = False,
-    auto_approve: AutoApprove = False, lock_timeout: LockTimeout = 0.0, parallelism: Parallelism = 10,
+    var: Var = None,
+    var_file: VarFile = None,
+    json_out: Json = False,
+    auto_approve: AutoApprove = False,
+    lock_timeout: LockTimeout = 0.0,
+    parallelism: Parallelism = 10,
     target: Target = None,
 ) -> None:
     """Remove everything this project made."""
     view = make_view(json_out)
-    guarded(view, lambda: run_plan.apply_cmd(
-        workspace(view, var, var_file, lock_timeout, parallelism), view, plan_file=None,
-        mode=Mode.DESTROY, auto_approve=auto_approve, refresh=True, targets=target or [],
-        replace=[]))
+    guarded(
+        view,
+        lambda: run_plan.apply_cmd(
+            workspace(view, var, var_file, lock_timeout, parallelism),
+            view,
+            plan_file=None,
+            mode=Mode.DESTROY,
+            auto_approve=auto_approve,
+            refresh=True,
+            targets=target or [],
+            replace=[],
+        ),
+    )
 
 
 @app.command()

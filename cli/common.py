@@ -75,5 +75,7 @@ def guarded(view: View, body: Callable[[], int | None]) -> None:
 def confirm(question: str) -> bool:
     if not sys.stdin or not sys.stdin.isatty():
         return False
-    answer = typer.prompt(f"{question}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value")
+    answer = typer.prompt(
+        f"{question}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value"
+    )
     return answer.strip() == "yes"

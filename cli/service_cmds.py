@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -21,8 +21,12 @@ from modelform.engine.servicetest import post_score
 from modelform.engine.views import View
 
 Json = Annotated[bool, typer.Option("--json", "-json", help="Machine-readable output.")]
-Var = Annotated[Optional[list[str]], typer.Option("--var", "-var", help="Set a variable: NAME=VALUE.")]  # noqa: UP045
-VarFile = Annotated[Optional[list[Path]], typer.Option("--var-file", "-var-file", help="Variables from a file.")]  # noqa: UP045
+Var = Annotated[
+    list[str] | None, typer.Option("--var", "-var", help="Set a variable: NAME=VALUE.")
+]  # noqa: UP045
+VarFile = Annotated[
+    list[Path] | None, typer.Option("--var-file", "-var-file", help="Variables from a file.")
+]  # noqa: UP045
 
 models_app = typer.Typer(help="The local model store.", no_args_is_help=True)
 
@@ -59,7 +63,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def fmt(
-        check: Annotated[bool, typer.Option("--check", "-check", help="Only report; exit 3 if it would change.")] = False,
+        check: Annotated[
+            bool, typer.Option("--check", "-check", help="Only report; exit 3 if it would change.")
+        ] = False,
     ) -> None:
         """Rewrite the project file in the canonical format."""
         from modelform.engine.fmt import format_text
@@ -118,11 +124,14 @@ def register(app: typer.Typer) -> None:
                 rows.append({"address": addr, "provider": rec["provider"],
                              "url": rec["attributes"].get("url"), "status": st,
                              "models": rec["attributes"].get("models", {})})  # fmt: skip
-            human = "\n".join(
-                f"{r['address']:<32} {r['provider']:<10} {r['status']:<14} {r['url'] or ''}  "
-                f"{' '.join(r['models'].values())}"
-                for r in rows
-            ) or "No services in state."
+            human = (
+                "\n".join(
+                    f"{r['address']:<32} {r['provider']:<10} {r['status']:<14} {r['url'] or ''}  "
+                    f"{' '.join(r['models'].values())}"
+                    for r in rows
+                )
+                or "No services in state."
+            )
             view.data(rows, human)
             return Exit.OK
 
@@ -175,7 +184,9 @@ def register(app: typer.Typer) -> None:
             store = ModelStore(workspace(view).work_dir / "models")
             rows = [{"ref": v.ref, "digest": v.digest, "tags": v.tags, "description": v.description}
                     for n in store.names() for v in store.versions(n)]  # fmt: skip
-            human = "\n".join(f"{r['ref']:<24} {r['digest'][:19]}  {r['description']}" for r in rows)
+            human = "\n".join(
+                f"{r['ref']:<24} {r['digest'][:19]}  {r['description']}" for r in rows
+            )
             view.data(rows, human or "No models registered.")
             return Exit.OK
 

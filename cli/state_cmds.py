@@ -46,7 +46,9 @@ def state_show(address: str, json_out: Json = False) -> None:
     def body() -> int:
         rec = ops.show(workspace(view).read_state(), address).to_json()
         attrs = rec.get("attributes", {})
-        rec["attributes"] = {k: "(sensitive)" if k in SENSITIVE and v else v for k, v in attrs.items()}
+        rec["attributes"] = {
+            k: "(sensitive)" if k in SENSITIVE and v else v for k, v in attrs.items()
+        }
         view.data(rec, json.dumps(rec, indent=2, sort_keys=True))
         return Exit.OK
 

@@ -43,7 +43,9 @@ def find_project_file(path: Path) -> Path:
 
 
 class Workspace:
-    def __init__(self, opts: Options, log: Callable[[str, str], None] = lambda a, l: None) -> None:
+    def __init__(
+        self, opts: Options, log: Callable[[str, str], None] = lambda address, line: None
+    ) -> None:
         self.opts = opts
         self.file = find_project_file(opts.file).absolute()
         self.dir = self.file.parent

@@ -90,7 +90,9 @@ def change_graph(plan: Plan) -> nx.DiGraph:
             elif c.action is not Action.DELETE and changes[dep].action is not Action.DELETE:
                 g.add_edge(dep, c.address)
     # A deleted service frees its port before any service is created or replaced.
-    gone = [c.address for c in changes.values() if c.action is Action.DELETE and c.type == "service"]
+    gone = [
+        c.address for c in changes.values() if c.action is Action.DELETE and c.type == "service"
+    ]
     made = [
         c.address
         for c in changes.values()

@@ -45,7 +45,9 @@ def decide(
     changed = changed_keys(prior, proposal.planned)
     reasons: list[str] = []
     for k in changed:
-        why = proposal.reasons.get(k) or f"{k}: {_show(prior.get(k))} → {_show(proposal.planned[k])}"
+        why = (
+            proposal.reasons.get(k) or f"{k}: {_show(prior.get(k))} → {_show(proposal.planned[k])}"
+        )
         if k in proposal.requires_replace:
             why += f" ({k} forces replacement)"
         if why not in reasons:

@@ -8,10 +8,10 @@ to do. Engine code raises :class:`DiagnosticError`; only the CLI prints.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     ERROR = "error"
     WARNING = "warning"
 

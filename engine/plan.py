@@ -9,13 +9,13 @@ them, :mod:`modelform.engine.planfile` saves them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from modelform.engine.provider import Action
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     NORMAL = "normal"
     DESTROY = "destroy"
     REFRESH_ONLY = "refresh-only"

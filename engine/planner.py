@@ -72,7 +72,9 @@ def _ref_value(
         pos = config.pos((section, node.name, *ref.path))
         names = ", ".join(sorted(k for k in attrs if not k.startswith("_")))
         raise DiagnosticError(
-            Diagnostic(f"{ref.section}.{ref.name} has no attribute {ref.attr!r}", pos, f"known: {names}")
+            Diagnostic(
+                f"{ref.section}.{ref.name} has no attribute {ref.attr!r}", pos, f"known: {names}"
+            )
         )
     return attrs[ref.attr]
 
@@ -126,7 +128,11 @@ def refresh(run: Run, prior: Records) -> tuple[Records, list[Drift]]:
         if attrs is None:
             drift.append(Drift(addr, "deleted", rec["attributes"], None))
             continue
-        refreshed[addr] = {**rec, "attributes": attrs, "status": attrs.get("status", rec.get("status"))}
+        refreshed[addr] = {
+            **rec,
+            "attributes": attrs,
+            "status": attrs.get("status", rec.get("status")),
+        }
         keys = changed_keys(rec["attributes"], attrs) + [
             k for k in rec["attributes"] if k not in attrs
         ]
@@ -135,7 +141,9 @@ def refresh(run: Run, prior: Records) -> tuple[Records, list[Drift]]:
     return refreshed, drift
 
 
-def discover(run: Run, refreshed: Records, kinds: Iterable[str]) -> tuple[list[Drift], list[Change]]:
+def discover(
+    run: Run, refreshed: Records, kinds: Iterable[str]
+) -> tuple[list[Drift], list[Change]]:
     """Objects a provider made for this project that state does not know:
     adopted when the provider knows their full attributes and the config
     still declares them, otherwise planned for deletion as orphans."""

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
 from modelform.engine.diagnostics import Diagnostic, Pos
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     """What apply will do to one resource; the value is the display symbol."""
 
     NOOP = "no-op"
@@ -44,7 +44,7 @@ class Action(str, Enum):
         }[self.value]
 
 
-class ServiceStatus(str, Enum):
+class ServiceStatus(StrEnum):
     """States a deployed service reports, as in the classic workflow."""
 
     TRANSITIONING = "Transitioning"

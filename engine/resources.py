@@ -94,7 +94,9 @@ def desired_nodes(config: Config, *, with_digests: bool = True) -> dict[str, Nod
                 node.depends_on.add(dep)
                 node.dep_pos[dep] = config.pos((section, name, *ref.path))
             if section == "services":
-                implicit = [("models", m, ("models", i)) for i, m in enumerate(body.get("models", []))]
+                implicit = [
+                    ("models", m, ("models", i)) for i, m in enumerate(body.get("models", []))
+                ]
                 if body.get("environment"):
                     implicit.append(("environments", body["environment"], ("environment",)))
                 tgt = body.get("target") or DEFAULT_TARGET

@@ -53,8 +53,15 @@ class View:
     def plan(self, plan: Plan) -> None: ...
     def drift(self, plan: Plan) -> None: ...
     def event(self, address: str, event: str, detail: str) -> None: ...
-    def applied(self, counts: dict[str, int], ok: bool, failed: dict[str, str],
-                logs: dict[str, str], skipped: list[str], cancelled: list[str]) -> None: ...  # fmt: skip
+    def applied(
+        self,
+        counts: dict[str, int],
+        ok: bool,
+        failed: dict[str, str],
+        logs: dict[str, str],
+        skipped: list[str],
+        cancelled: list[str],
+    ) -> None: ...
     def data(self, value: Any, human: str) -> None: ...
 
 
@@ -88,7 +95,7 @@ class HumanView(View):
         for n in c.notes:
             self.out.print(f"  [dim]#   ({escape(n)})[/dim]")
         sym = c.action.symbol
-        self.out.print(f"[{color}]{sym:>3}[/{color}] {c.type} \"{escape(c.name)}\" {{")
+        self.out.print(f'[{color}]{sym:>3}[/{color}] {c.type} "{escape(c.name)}" {{')
         before, after = c.before or {}, c.after or {}
         keys = sorted(set(before) | set(after))
         for k in keys:
@@ -128,9 +135,7 @@ class HumanView(View):
             return
         acts = plan.actionable
         if not acts:
-            self.out.print(
-                "\n[green]No changes.[/green] The deployment matches the project file."
-            )
+            self.out.print("\n[green]No changes.[/green] The deployment matches the project file.")
             return
         self.out.print("\nmodelform will perform the following actions:\n")
         for c in acts:

@@ -103,9 +103,7 @@ def test_cli_killed_mid_apply_leaves_nothing_unknown(tmp_path: Path) -> None:
         r = p.run("apply", "-auto-approve", "-parallelism", "10")
         assert r.code == 0, r.text
         pids = {
-            rec["attributes"]["pid"]
-            for a, rec in p.resources().items()
-            if a.startswith("service.")
+            rec["attributes"]["pid"] for a, rec in p.resources().items() if a.startswith("service.")
         }
         assert len(pids) == 20
         assert our_processes(p.root) == pids  # no process unknown to state

@@ -11,8 +11,13 @@ from tests.e2e.helpers import Project, free_port, our_processes
 
 pytestmark = pytest.mark.slow
 
-GOOD = "import json\ndef init():\n    pass\ndef run(raw):\n    return {'sum': sum(json.loads(raw)['data'])}\n"
-BAD_INIT = "def init():\n    raise RuntimeError('model file is corrupt')\ndef run(raw):\n    return 1\n"
+GOOD = (
+    "import json\ndef init():\n    pass\n"
+    "def run(raw):\n    return {'sum': sum(json.loads(raw)['data'])}\n"
+)
+BAD_INIT = (
+    "def init():\n    raise RuntimeError('model file is corrupt')\ndef run(raw):\n    return 1\n"
+)
 
 
 def project(root: Path, services: dict[str, tuple[str, str]]) -> Project:

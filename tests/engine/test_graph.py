@@ -14,7 +14,9 @@ def node(addr: str, deps: set[str], line: int = 1) -> Node:
 
 
 def test_edges_point_from_dependency_to_dependent() -> None:
-    g = graph.build({"model.m": node("model.m", set()), "service.s": node("service.s", {"model.m"})})
+    g = graph.build(
+        {"model.m": node("model.m", set()), "service.s": node("service.s", {"model.m"})}
+    )
     assert list(g.edges) == [("model.m", "service.s")]
     assert '"model.m" -> "service.s";' in graph.to_dot(g)
 
