@@ -182,11 +182,12 @@ def register(app: typer.Typer) -> None:
 
         def body() -> int:
             store = ModelStore(workspace(view).work_dir / "models")
-            rows = [{"ref": v.ref, "digest": v.digest, "tags": v.tags, "description": v.description}
-                    for n in store.names() for v in store.versions(n)]  # fmt: skip
-            human = "\n".join(
-                f"{r['ref']:<24} {r['digest'][:19]}  {r['description']}" for r in rows
-            )
+            versions = [v for n in store.names() for v in store.versions(n)]
+            rows = [
+                {"ref": v.ref, "digest": v.digest, "tags": v.tags, "description": v.description}
+                for v in versions
+            ]
+            human = "\n".join(f"{v.ref:<24} {v.digest[:19]}  {v.description}" for v in versions)
             view.data(rows, human or "No models registered.")
             return Exit.OK
 
@@ -220,6 +221,6 @@ def register_serve(app: typer.Typer) -> None:
     )
     def serve(ctx: typer.Context) -> None:
         """Serve a score.py: --entry-script F [--model-dir D] [--port N] [--workers N] ..."""
-        from modelform.runtime.__main__ import main as runtime_main
+        from modelform.runtime import main as runtime_main
 
-        raise typer.Exit(runtime_main(list(ctx.args), prog="modelform serve") or 0)
+        raise typer.Exit(runtime_main(list(ctx.args)) or 0)

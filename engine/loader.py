@@ -254,17 +254,25 @@ def _check_paths(src: Source, data: dict[str, Any], base: Path) -> list[Diagnost
 
 def _check_services(src: Source, data: dict[str, Any]) -> list[Diagnostic]:
     errors = []
-    ports: dict[tuple[str, int], str] = {}
+    # Local processes and containers both publish on this machine's 127.0.0.1:
+    # their ports must differ across both kinds. Other kinds (a cluster's
+    # Services) each have an address of their own.
+    host_kinds = ("local", "container")
+    ports: dict[int, tuple[str, str]] = {}
+    targets = data.get("targets", {})
     for name, svc in data.get("services", {}).items():
         base = ("services", name)
         port, target = svc.get("port"), svc.get("target", DEFAULT_TARGET)
-        if isinstance(port, int) and isinstance(target, str) and not _is_template(target):
-            other = ports.setdefault((target, port), name)
+        if not (isinstance(port, int) and isinstance(target, str)) or _is_template(target):
+            pass
+        elif (targets.get(target) or {}).get("kind", "local") in host_kinds:
+            other, other_target = ports.setdefault(port, (name, target))
             if other != name:
+                where = f'target "{target}"' if other_target == target else "this machine"
                 errors.append(
                     Diagnostic(
                         f'services.{name}.port: port {port} is already used by service "{other}" '
-                        f'on target "{target}"',
+                        f"on {where}",
                         src.value_pos(base + ("port",)),
                         "give each service on a target its own port",
                     )

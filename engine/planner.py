@@ -261,16 +261,17 @@ def make_plan(
     else:
         known: Records = {}
         for addr in nx.topological_sort(g):
-            node = nodes.get(addr)
+            wanted = nodes.get(addr)
             rec = refreshed.get(addr)
             if selected is not None and addr not in selected:
                 if rec is not None:
                     known[addr] = rec["attributes"]
                 continue
-            if node is None:
+            if wanted is None:
                 if rec is not None:
                     changes.append(_delete(addr, rec, "no longer in the project file"))
                 continue
+            node = wanted
             resource, ctx = resolve_node(node, known, config, run)
             provider = run.provider(node.provider)
             prior_attrs = rec["attributes"] if rec else None

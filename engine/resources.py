@@ -94,7 +94,7 @@ def desired_nodes(config: Config, *, with_digests: bool = True) -> dict[str, Nod
                 node.depends_on.add(dep)
                 node.dep_pos[dep] = config.pos((section, name, *ref.path))
             if section == "services":
-                implicit = [
+                implicit: list[tuple[str, str, tuple[str | int, ...]]] = [
                     ("models", m, ("models", i)) for i, m in enumerate(body.get("models", []))
                 ]
                 if body.get("environment"):

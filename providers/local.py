@@ -158,8 +158,8 @@ class LocalProvider(Provider):
         for f in proc.find(ctx.project_dir.resolve()):
             attrs = dict(f.attributes or {})
             attrs.update(pid=f.pid, started=f.started)
-            if "url" in attrs:
-                attrs["status"] = health(attrs["url"])
+            if isinstance(attrs.get("url"), str):
+                attrs["status"] = health(str(attrs["url"]))
             out.append({"address": f.address, "attributes": attrs, "complete": bool(f.attributes)})
         return out
 

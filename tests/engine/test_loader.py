@@ -137,7 +137,7 @@ services:
       LITERAL: "$${not.a.ref}"
   edge:
     entry_script: src/score.py
-    port: 8890
+    port: 8891
 """
 
 
@@ -310,16 +310,30 @@ def test_merge_keys_and_anchors(tmp_path: Path) -> None:
     assert cfg.pos(("services", "b", "workers")) == Pos(f, 5, 14)
 
 
-def test_same_port_on_different_targets_is_fine(tmp_path: Path) -> None:
+def test_same_port_on_this_machine_and_in_a_cluster_is_fine(tmp_path: Path) -> None:
     (tmp_path / "s.py").write_text("")
     (tmp_path / "modelform.yaml").write_text(
         "project: p\n"
-        "targets:\n  other: {kind: local}\n"
+        "targets:\n  prod: {kind: kubernetes}\n"
+        "services:\n"
+        "  a: {entry_script: s.py, port: 9000}\n"
+        "  b: {entry_script: s.py, port: 9000, target: prod}\n"
+    )
+    assert set(load(tmp_path / "modelform.yaml").services) == {"a", "b"}
+
+
+def test_same_port_on_two_local_targets_clashes_on_this_machine(tmp_path: Path) -> None:
+    (tmp_path / "s.py").write_text("")
+    (tmp_path / "modelform.yaml").write_text(
+        "project: p\n"
+        "targets:\n  other: {kind: container}\n"
         "services:\n"
         "  a: {entry_script: s.py, port: 9000}\n"
         "  b: {entry_script: s.py, port: 9000, target: other}\n"
     )
-    assert set(load(tmp_path / "modelform.yaml").services) == {"a", "b"}
+    with pytest.raises(DiagnosticError) as e:
+        load(tmp_path / "modelform.yaml")
+    assert 'port 9000 is already used by service "a" on this machine' in str(e.value)
 
 
 def test_schema_docs_are_up_to_date() -> None:
