@@ -459,7 +459,7 @@ def _failed(steps: _Steps, error: str) -> ProviderError:
 def _what(step: str) -> str:
     if "runtime-requirements.txt" in step and "RUN" in step:
         return "installing the runtime's packages"
-    if "requirements.txt" in step and "RUN" in step:
+    if f"-m venv {VENV}" in step:
         return "creating the venv and installing the environment's packages"
     if " FROM " in f" {step.split(' : ', 1)[-1]}":
         return "getting the base image"
