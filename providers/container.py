@@ -106,8 +106,9 @@ class ContainerProvider(Provider):
         if prior and prior.get("image_digest") == planned["image_digest"] and prior.get("image"):
             planned["image"], planned["image_id"] = prior["image"], prior.get("image_id")
         else:
-            found = imagebuild.find(dk.client(opts.docker_host), image_spec(resource, ctx, opts))
-            planned["image"] = found.ref if found else UNKNOWN
+            spec = image_spec(resource, ctx, opts)
+            found = imagebuild.find(dk.client(opts.docker_host), spec, look_only=True)
+            planned["image"] = found.ref if found and found.ref else UNKNOWN
             planned["image_id"] = found.image_id if found else UNKNOWN
         planned["key"] = None
         if planned["auth"] == "key":

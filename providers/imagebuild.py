@@ -340,8 +340,10 @@ def _versions(client: Any, repo: str) -> dict[str, int]:
     return out
 
 
-def find(client: Any, spec: ImageSpec) -> Built | None:
-    """The image already built from exactly these inputs, if any."""
+def find(client: Any, spec: ImageSpec, *, look_only: bool = False) -> Built | None:
+    """The image already built from exactly these inputs, if any. It gets a
+    version tag if it lost it, unless ``look_only`` (then its ``ref`` may be
+    empty): planning never changes the engine."""
     import docker.errors
 
     digest_ref = f"{spec.repository}:{spec.digest_tag()}"
@@ -351,11 +353,14 @@ def find(client: Any, spec: ImageSpec) -> Built | None:
         return None
     if img.labels.get(LABEL_DIGEST) != spec.digest():
         return None
-    return Built(_version_ref(client, spec.repository, img), digest_ref, img.id, built=False)
+    ref = _version_ref(client, spec.repository, img, assign=not look_only)
+    return Built(ref, digest_ref, img.id, built=False)
 
 
-def _version_ref(client: Any, repo: str, img: Any) -> str:
+def _version_ref(client: Any, repo: str, img: Any, assign: bool = True) -> str:
     versions = _versions(client, repo)
+    if img.id not in versions and not assign:
+        return ""
     if img.id not in versions:
         versions[img.id] = max(versions.values(), default=0) + 1
         img.tag(repo, str(versions[img.id]))
