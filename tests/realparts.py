@@ -7,8 +7,8 @@ Each session fixture reads ``$MODELFORM_CACHE/testenv/env.json`` (written by
 ``scripts/testenv up``) and probes its part. A part that does not answer is started
 with ``scripts/testenv up PART --no-build`` (seconds when it was built before) and
 stopped again when the session ends. Only if that fails is the test skipped, with
-the reason and the command that starts it; with ``MODELFORM_TESTENV_STRICT=1`` (CI)
-it fails instead, so a broken part can never pass as skipped.
+the reason and the command that starts it; with ``MODELFORM_TESTENV_STRICT=1``, and by
+default when ``CI=true``, it fails instead, so a broken part can never pass as skipped.
 
 Tests using these fixtures are marked ``docker``, ``k8s``, ``s3`` or ``registry``
 automatically (and may say so themselves).
@@ -66,7 +66,11 @@ def cache_dir() -> Path:
 
 
 def _strict() -> bool:
-    return os.environ.get("MODELFORM_TESTENV_STRICT", "") not in ("", "0", "false", "no")
+    """Fail rather than skip: MODELFORM_TESTENV_STRICT=1, or in CI (CI=true) unless it is 0."""
+    value = os.environ.get("MODELFORM_TESTENV_STRICT")
+    if value is None:
+        value = "1" if os.environ.get("CI", "").lower() in ("1", "true", "yes") else ""
+    return value not in ("", "0", "false", "no")
 
 
 def _unavailable(reason: str) -> None:

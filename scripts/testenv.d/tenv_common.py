@@ -245,12 +245,12 @@ class Daemon:
             return False
         _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.pid() is not None:
+        while time.monotonic() < deadline and _group_alive(pid):
             time.sleep(0.1)
         # Whatever is left of the group (the leader or its children) is killed.
         _signal_group(pid, signal.SIGKILL)
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and (self.pid() is not None or _group_alive(pid)):
+        while time.monotonic() < deadline and _group_alive(pid):
             time.sleep(0.1)
         self.record.unlink(missing_ok=True)
         return True
@@ -268,11 +268,17 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 
 
 def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+    """True while a live (non-zombie) process is left in the process group."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 def wait_until(
