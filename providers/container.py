@@ -253,6 +253,7 @@ class ContainerProvider(Provider):
                 ctx.log("docker cannot make this change in place: replacing the container")
                 return self._apply(Action.REPLACE, r, prior, ctx)
         if now["container_state"] == "paused":
+            ctx.log(f"container {c.name} is paused: unpausing it")
             c.unpause()
         elif now["container_state"] != "running":
             ctx.log(f"container {c.name} is {now['container_state']}: starting it")

@@ -133,8 +133,8 @@ def state_of(attrs: dict[str, Any], url: str | None, local: bool) -> tuple[str, 
     if st.get("OOMKilled") and status != "running":
         return "oom-killed", ServiceStatus.FAILED.value
     if status == "running":
-        if health == "unhealthy":
-            return status, ServiceStatus.UNHEALTHY.value
+        # From this machine the readiness route itself is the truth; Docker's
+        # health check lags by up to an interval (and is all a remote host has).
         if url and local:
             seen = probe(url)
             if seen == ServiceStatus.UNHEALTHY.value and health == "starting":
@@ -143,6 +143,7 @@ def state_of(attrs: dict[str, Any], url: str | None, local: bool) -> tuple[str, 
         return status, {
             "healthy": ServiceStatus.HEALTHY.value,
             "starting": ServiceStatus.TRANSITIONING.value,
+            "unhealthy": ServiceStatus.UNHEALTHY.value,
         }.get(str(health), ServiceStatus.HEALTHY.value)
     if status in ("created", "restarting"):
         return status, ServiceStatus.TRANSITIONING.value
