@@ -39,6 +39,12 @@ class ModelVersion:
         return f"{self.name}:{self.version}"
 
 
+def model_folder(work_dir: Path, attrs: dict[str, Any]) -> Path:
+    """The folder of a model version, from the model's planned attributes
+    (``path`` is relative to the project's working folder)."""
+    return Path(work_dir) / str(attrs["path"])
+
+
 class ModelStore:
     def __init__(self, root: Path) -> None:
         self.root = root

@@ -17,6 +17,7 @@ import jsonschema
 import yaml
 
 from modelform.engine.diagnostics import Diagnostic, DiagnosticError
+from modelform.engine.modelstore import model_folder
 from modelform.engine.provider import Context, Resource
 from modelform.providers import imagebuild
 from modelform.providers.container_docker import default_host
@@ -154,7 +155,7 @@ def image_spec(r: Resource, ctx: Context, opts: Options) -> imagebuild.ImageSpec
     models = []
     for name in cfg.get("models", []):
         m = r.inputs[f"model.{name}"]
-        source = Path(m["path"])
+        source = model_folder(ctx.work_dir, m)
         if not source.is_dir():  # not registered yet (package before apply): same bytes
             source = ctx.project_dir / m["source"]
         models.append(imagebuild.ModelFiles(name, int(m["version"]), str(m["digest"]), source))

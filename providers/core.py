@@ -43,7 +43,9 @@ class CoreProvider(Provider):
             "ref": f"{r.name}:{version}",
             "digest": digest,
             "source": r.config["path"],
-            "path": str(store.root / r.name / str(version)),
+            # Relative to the project's working folder, so a moved or freshly
+            # cloned project plans no change: see ModelStore.resolve().
+            "path": f"models/{r.name}/{version}",
             "file": Path(r.config["path"]).name,
             "tags": dict(r.config.get("tags") or {}),
             "description": r.config.get("description", ""),

@@ -27,6 +27,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from modelform.engine.modelstore import model_folder
 from modelform.engine.provider import (
     Action,
     Context,
@@ -54,7 +55,7 @@ def model_dir(ctx: Context, name: str, models: dict[str, dict[str, Any]]) -> Pat
     ``<model>/<version>/`` for each."""
     if len(models) == 1:
         (m,) = models.values()
-        return Path(m["path"])
+        return model_folder(ctx.work_dir, m)
     root = _service_dir(ctx, name) / "models"
     root.mkdir(parents=True, exist_ok=True)
     for m in models.values():
@@ -62,7 +63,7 @@ def model_dir(ctx: Context, name: str, models: dict[str, dict[str, Any]]) -> Pat
         link.parent.mkdir(parents=True, exist_ok=True)
         if link.is_symlink() or link.exists():
             link.unlink()
-        link.symlink_to(m["path"], target_is_directory=True)
+        link.symlink_to(model_folder(ctx.work_dir, m).resolve(), target_is_directory=True)
     return root
 
 
