@@ -16,6 +16,7 @@ import typer
 from modelform.cli.workspace import Options, Workspace
 from modelform.engine.diagnostics import DiagnosticError
 from modelform.engine.exitcodes import Exit
+from modelform.engine.provider import ProviderError
 from modelform.engine.registry import PluginError
 from modelform.engine.views import HumanView, JsonView, View
 
@@ -65,6 +66,13 @@ def guarded(view: View, body: Callable[[], int | None]) -> None:
         code = Exit.ERROR
     except (PluginError, StateError) as e:
         view.error(str(e))
+        code = Exit.ERROR
+    except ProviderError as e:  # a provider that cannot even look (daemon down, …)
+        view.error(str(e), e.log)
+        code = Exit.ERROR
+    except OSError as e:  # a file or folder modelform itself cannot use
+        where = f"{e.filename}: " if e.filename else ""
+        view.error(f"{where}{e.strerror or e}")
         code = Exit.ERROR
     except KeyboardInterrupt:
         view.error("interrupted")
