@@ -117,3 +117,25 @@ def _check_stand_ins() -> None:
     assert aml_request is other_name is importlib.import_module("modelform.runtime.aml_request")
     assert aml_response.AMLResponse is AMLResponse
     assert sys.meta_path[-1].__class__.__name__ == "_ShimFinder"  # last: real packages win
+
+
+def test_deadline_interrupts_a_long_call_after_many_short_ones():
+    import time
+
+    from modelform.runtime.deadline import Deadline, RunTimeout
+
+    deadline = Deadline(0.2)
+    try:
+        for _ in range(1000):  # the timer is armed once, not per call
+            assert deadline.call(sum, [1, 2]) == 3
+        time.sleep(0.25)  # idle while the pending timer fires: it must not raise here
+        with pytest.raises(RunTimeout):
+            deadline.call(time.sleep, 30)
+        assert deadline.call(str.upper, "ok") == "OK"
+        with pytest.raises(RunTimeout):
+            deadline.call(time.sleep, 30)
+    finally:
+        import signal
+
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
