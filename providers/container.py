@@ -331,6 +331,7 @@ def _reasons(prior: dict[str, Any] | None, planned: dict[str, Any]) -> dict[str,
             f"sha256-{short(planned['image_digest'], 16)}: "
             + ("rebuild image" if planned["image"] is UNKNOWN else f"use {planned['image']}")
             + " + replace container"
+            + ("" if out else " (the modelform runtime or the image layout changed)")
         )
     for k in IN_PLACE:
         if prior.get(k) != planned[k]:

@@ -7,6 +7,7 @@ user errors in target options as one line, with or without Docker."""
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +33,14 @@ def run(raw_data):
 
 
 def make(root: Path, *, port: int, cpu: float = 0.5, greeting: str = "hi",
-         target: str = "{kind: container}", extra: str = "") -> Project:  # fmt: skip
+         target: str = "{kind: container, prune_images: true}", extra: str = "",
+         project: str = "changes") -> Project:  # fmt: skip
     (root / "src").mkdir(parents=True, exist_ok=True)
     (root / "src" / "score.py").write_text(SCORE)
     if not (root / "w.txt").exists():
         (root / "w.txt").write_text("v1\n")
     (root / "modelform.yaml").write_text(
-        "project: changes\n"
+        f"project: {project}\n"
         "models:\n  w: {path: w.txt}\n"
         'environments:\n  plain: {python: "3.11"}\n'
         f"targets:\n  docker: {target}\n"
@@ -61,7 +63,10 @@ def invoke(p: Project) -> dict[str, Any]:
 def test_each_change_is_carried_out_as_planned(tmp_path: Path, docker_client: Any) -> None:
     root = tmp_path / "p"
     port = free_port()
-    p = make(root, port=port)
+    # A project of its own: images of earlier runs must not be found by digest.
+    name = f"changes-{uuid.uuid4().hex[:8]}"
+    repo = f"{name}/svc"
+    p = make(root, port=port, project=name)
     try:
         r = p.run("apply", "-auto-approve", timeout=600)
         assert r.code == 0, r.text
@@ -73,7 +78,7 @@ def test_each_change_is_carried_out_as_planned(tmp_path: Path, docker_client: An
         assert c.attrs["HostConfig"]["CpuQuota"] == 50_000
 
         # cpu: updated in place, same container.
-        make(root, port=port, cpu=1.5)
+        make(root, port=port, cpu=1.5, project=name)
         r = p.run("plan")
         assert "service.svc will be updated in place" in r.out and "docker update" in r.out
         assert p.run("apply", "-auto-approve").code == 0
@@ -81,7 +86,7 @@ def test_each_change_is_carried_out_as_planned(tmp_path: Path, docker_client: An
         assert c.id == first["container_id"] and c.attrs["HostConfig"]["CpuQuota"] == 150_000
 
         # env: replaced from the image that exists (no build); the key is kept.
-        make(root, port=port, cpu=1.5, greeting="hello")
+        make(root, port=port, cpu=1.5, greeting="hello", project=name)
         r = p.run("plan")
         assert "must be replaced" in r.out and "exists: no build" in r.out, r.out
         r = p.run("apply", "-auto-approve")
@@ -92,14 +97,14 @@ def test_each_change_is_carried_out_as_planned(tmp_path: Path, docker_client: An
         # A new model version: rebuild (packages cached) and replace.
         (root / "w.txt").write_text("v2\n")
         r = p.run("plan")
-        assert "model w: w:1 → w:2" in r.out and "builds image changes/svc" in r.out, r.out
+        assert "model w: w:1 → w:2" in r.out and f"builds image {repo}" in r.out, r.out
         r = p.run("apply", "-auto-approve", timeout=600)
         assert r.code == 0 and "Using cache" in r.out, r.text
         assert invoke(p)["weights"] == "v2"
 
         # A new port: the new container is ready before the old one goes.
         new_port = free_port()
-        make(root, port=new_port, cpu=1.5, greeting="hello")
+        make(root, port=new_port, cpu=1.5, greeting="hello", project=name)
         r = p.run("plan")
         assert f"new container starts on port {new_port} and must be ready before" in r.out
         old_id = p.resources()["service.svc"]["attributes"]["container_id"]
@@ -114,7 +119,11 @@ def test_each_change_is_carried_out_as_planned(tmp_path: Path, docker_client: An
         r = p.run("destroy", "-auto-approve")
         left = labelled(docker_client, root)
         remove_all(docker_client, root)
+        images = docker_client.images.list(name=repo)
+        for img in images:
+            docker_client.images.remove(img.id, force=True)
     assert r.code == 0 and left == [], r.text
+    assert images == []  # prune_images: destroy removed them
 
 
 @pytest.mark.parametrize(

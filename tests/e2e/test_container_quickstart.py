@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ def build_seconds(out: str) -> float:
 def test_container_quickstart_lifecycle(tmp_path: Path, docker_client: Any) -> None:
     p = copy_example(tmp_path / "diabetes")
     var = ("-var", f"port={free_port()}")
+    had = {i.id for i in docker_client.images.list(name="diabetes/diabetes")}
     try:
         r = p.run("apply", "-auto-approve", *var, timeout=900)
         assert r.code == 0, r.text
@@ -90,7 +92,7 @@ def test_container_quickstart_lifecycle(tmp_path: Path, docker_client: Any) -> N
 
         # Only score.py changes: a rebuild on the cached package layer.
         script = p.root / "src" / "score.py"
-        script.write_text(script.read_text() + "\n# a comment: new code digest\n")
+        script.write_text(script.read_text() + f"\n# new code digest {uuid.uuid4()}\n")
         r = p.run("plan", *var)
         assert "service.diabetes must be replaced" in r.out, r.text
         assert "code in src changed (packages layer cached)" in r.out
@@ -133,6 +135,9 @@ def test_container_quickstart_lifecycle(tmp_path: Path, docker_client: Any) -> N
         r = p.run("destroy", "-auto-approve", *var)
         left = labelled(docker_client, p.root)
         remove_all(docker_client, p.root)
+        for img in docker_client.images.list(name="diabetes/diabetes"):
+            if img.id not in had:  # images this test made; the example's own stay
+                docker_client.images.remove(img.id, force=True)
     assert r.code == 0, r.text
     assert left == []
     assert p.resources() == {}
