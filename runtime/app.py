@@ -170,7 +170,7 @@ class ScoringApp:
         elapsed = perf_counter() - start
         self._slot.observe(route, status, elapsed)
         if self._access_log and (status != 200 or path not in _QUIET_ROUTES):
-            self._log.request(method, path, status, round(elapsed * 1000, 3), request_id)
+            self._log.request(method, path, status, elapsed, request_id)
 
     async def _score(
         self,

@@ -33,19 +33,22 @@ class JsonLog:
 
     def __init__(self, fd: int = 1, **common: Any) -> None:
         self._fd = fd
-        self._common = {"pid": os.getpid(), **common}
-        self._common_json = orjson.dumps(self._common)[1:-1].decode()
         self._buffer: list[bytes] = []
         self._buffered = 0
         self._scheduled = False
         self._schedule: Callable[[Callable[[], None]], Any] | None = None
         self._second = -1
         self._second_text = ""
+        self._ms = -1
+        self._ms_text = ""
+        self._request_prefix = ""
+        self.rebind(**common)
 
     def rebind(self, **common: Any) -> None:
         """Set the fields repeated on every line (after a fork: the new pid)."""
         self._common = {"pid": os.getpid(), **common}
-        self._common_json = orjson.dumps(self._common)[1:-1].decode()
+        common_json = orjson.dumps(self._common)[1:-1].decode()
+        self._request_prefix = f'","level":"info","event":"request",{common_json},"method":"'
 
     def use_loop(self, schedule: Callable[[Callable[[], None]], Any] | None) -> None:
         """Batch request lines: ``schedule(flush)`` must call ``flush`` soon (say within
@@ -53,12 +56,15 @@ class JsonLog:
         self._schedule = schedule
 
     def timestamp(self) -> str:
-        now = time.time()
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._second_text}.{int((now - second) * 1000):03d}Z"
+        now_ms = int(time.time() * 1000)
+        if now_ms != self._ms:
+            second = now_ms // 1000
+            if second != self._second:
+                self._second = second
+                self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._ms = now_ms
+            self._ms_text = f"{self._second_text}.{now_ms % 1000:03d}Z"
+        return self._ms_text
 
     def _line(self, level: str, event: str, fields: dict[str, Any]) -> bytes:
         record = {"ts": self.timestamp(), "level": level, "event": event, **self._common, **fields}
@@ -80,15 +86,15 @@ class JsonLog:
     def error(self, event: str, **fields: Any) -> None:
         self.emit("error", event, **fields)
 
-    def request(self, method: str, path: str, status: int, ms: float, request_id: str) -> None:
+    def request(self, method: str, path: str, status: int, seconds: float, request_id: str) -> None:
         """Log one answered request; buffered, written by the scheduled flush.
 
         The line is formatted directly (this runs once per request); the
         client-controlled strings are JSON-escaped.
         """
         line = (
-            f'{{"ts":"{self.timestamp()}","level":"info","event":"request",{self._common_json},'
-            f'"method":"{method}","path":{_json_str(path)},"status":{status},"ms":{ms},'
+            f'{{"ts":"{self.timestamp()}{self._request_prefix}{method}",'
+            f'"path":{_json_str(path)},"status":{status},"ms":{seconds * 1000:.3f},'
             f'"request_id":{_json_str(request_id)}}}\n'
         ).encode()
         if self._schedule is None:
@@ -125,7 +131,7 @@ class JsonLog:
 
 def _json_str(text: str) -> str:
     if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
-        return f'"{text}"'
+        return '"' + text + '"'
     return orjson.dumps(text).decode()
 
 

@@ -86,7 +86,8 @@ def error(status: int, message: str, request_id: str = "", *, failed: bool = Fal
     payload: dict[str, Any] = {"message": message}
     if request_id:
         payload["request_id"] = request_id
-    headers = [(b"content-type", JSON)]
-    if failed:
-        headers.append((b"x-ms-run-function-failed", b"True"))
+    headers = [
+        (b"content-type", JSON),
+        (b"x-ms-run-function-failed", b"True" if failed else b"False"),
+    ]
     return Reply(status, headers, orjson.dumps(payload), failed=failed)

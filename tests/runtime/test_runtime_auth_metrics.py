@@ -88,7 +88,9 @@ def test_metrics_count_requests_of_every_worker(start_server):
     assert _metric(text, "modelform_workers") == 2
     assert _metric(text, "modelform_workers_ready") == 2
     # Both workers answered some of them (the counts are summed over workers).
-    served_by = {event["pid"] for event in server.events("request") if event["path"] == "/score"}
+    # (request lines are written in batches, a little later)
+    requests_logged = server.wait_event("request", count=21)
+    served_by = {event["pid"] for event in requests_logged if event["path"] == "/score"}
     assert len(served_by) == 2
 
 
