@@ -10,8 +10,16 @@ thread, a Lua script POSTing a fixed body) at each concurrency for a
 bounded duration, after a short warm-up. Every server's answer is
 checked against the expected result before it is measured.
 
-Usage: bench/runtime/run.sh [--workers 2] [--duration 10] [--concurrency 1,8,64]
-           [--cases rowsum,ridge] [--servers modelform,azmlinfsrv,bare] [--out FILE]
+The machine is shared and noisy, so all servers of a case run at once
+(idle but for the one measured) and are measured in turn, round after
+round; each figure is the median over the rounds, and each ratio is the
+median of the per-round ratios (the two measured back to back). CPU per
+request is the servers' own CPU time (master and workers) over the
+requests they answered.
+
+Usage: bench/runtime/run.sh [--workers 2] [--duration 4] [--rounds 5]
+           [--concurrency 1,8,64] [--cases rowsum,ridge]
+           [--servers modelform,azmlinfsrv,bare] [--out FILE]
 
 Prints a table and the ratios, writes JSON (default
 ``$MODELFORM_CACHE/bench/runtime-<timestamp>.json``). Set-up needs
@@ -288,22 +296,29 @@ def aggregate(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return results
 
 
-def ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    index = {(r["case"], r["server"], r["concurrency"]): r for r in results}
-    rows = []
-    for (case, server, conc), mf in index.items():
+def ratios(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """modelform against the others, paired within each round (measured back to back),
+    then the median over the rounds: the machine's drifting load cancels out best."""
+    index = {(r["case"], r["server"], r["concurrency"], r["round"]): r for r in raw}
+    cells: dict[tuple[str, int], dict[str, list[float]]] = {}
+    for (case, server, conc, round_), mf in index.items():
         if server != "modelform":
             continue
+        cell = cells.setdefault((case, conc), {})
+        for other, prefix in (("azmlinfsrv", "azmlinfsrv"), ("bare", "bare")):
+            them = index.get((case, other, conc, round_))
+            if them is None:
+                continue
+            cell.setdefault(f"rps_vs_{prefix}", []).append(mf["rps"] / them["rps"])
+            cell.setdefault(f"p99_vs_{prefix}", []).append(mf["p99_ms"] / them["p99_ms"])
+            cell.setdefault(f"cpu_vs_{prefix}", []).append(
+                mf["cpu_us_per_req"] / max(them["cpu_us_per_req"], 1e-9)
+            )
+    rows = []
+    for (case, conc), values in cells.items():
         row: dict[str, Any] = {"case": case, "concurrency": conc}
-        azml = index.get((case, "azmlinfsrv", conc))
-        bare = index.get((case, "bare", conc))
-        if azml:
-            row["rps_vs_azmlinfsrv"] = round(mf["rps"] / azml["rps"], 2)
-            row["cpu_vs_azmlinfsrv"] = round(mf["cpu_us_per_req"] / azml["cpu_us_per_req"], 2)
-            row["p99_vs_azmlinfsrv"] = round(mf["p99_ms"] / azml["p99_ms"], 2)
-        if bare:
-            row["rps_vs_bare"] = round(mf["rps"] / bare["rps"], 2)
-            row["cpu_vs_bare"] = round(mf["cpu_us_per_req"] / bare["cpu_us_per_req"], 2)
+        for key, series in values.items():
+            row[key] = round(statistics.median(series), 2)
         rows.append(row)
     return rows
 
@@ -320,9 +335,9 @@ def print_report(results: list[dict[str, Any]], ratio_rows: list[dict[str, Any]]
     print()
     print(
         "| case | conc | req/s vs azmlinfsrv | p99 vs azmlinfsrv | req/s vs bare "
-        "| CPU/req vs bare |"
+        "| p99 vs bare | CPU/req vs bare |"
     )
-    print("|---|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for row in ratio_rows:
         cells = [row.get(key, "-") for key in _RATIO_KEYS]
         print(f"| {row['case']} | {row['concurrency']} | " + " | ".join(map(str, cells)) + " |")
@@ -342,7 +357,13 @@ def print_report(results: list[dict[str, Any]], ratio_rows: list[dict[str, Any]]
         )
 
 
-_RATIO_KEYS = ("rps_vs_azmlinfsrv", "p99_vs_azmlinfsrv", "rps_vs_bare", "cpu_vs_bare")
+_RATIO_KEYS = (
+    "rps_vs_azmlinfsrv",
+    "p99_vs_azmlinfsrv",
+    "rps_vs_bare",
+    "p99_vs_bare",
+    "cpu_vs_bare",
+)
 
 
 def machine_info(workers: int) -> dict[str, Any]:
@@ -373,7 +394,8 @@ def machine_info(workers: int) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
+    parser.add_argument("--duration", type=float, default=4.0, help="seconds per measurement")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved repeats (median kept)")
     parser.add_argument(
         "--warmup", type=float, default=2.0, help="seconds of load before measuring"
     )
@@ -451,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
                 server.stop()
 
     results = aggregate(raw)
-    ratio_rows = ratios(results)
+    ratio_rows = ratios(raw)
     print_report(results, ratio_rows)
     out = args.out or cache / f"runtime-{stamp}.json"
     report = {
