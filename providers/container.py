@@ -155,7 +155,10 @@ class ContainerProvider(Provider):
         opts = options(ctx.target, r.pos)
         planned = self.plan(r, prior, ctx).planned
         client = dk.client(opts.docker_host)
-        old = dk.get(client, prior.get("container_id")) if prior else None
+        old = None
+        if prior:  # the old container lives where it was made
+            old_host = str(prior.get("docker_host") or dk.default_host())
+            old = dk.get(dk.client(old_host), prior.get("container_id"))
         if (
             action is Action.UPDATE
             and old is not None
@@ -169,7 +172,7 @@ class ContainerProvider(Provider):
         key = planned.get("key") if is_known(planned.get("key")) else None
         if attrs["auth"] == "key" and not key:
             key = secrets.token_urlsafe(32)
-        if old is not None and prior is not None and prior.get("port") != planned["port"]:
+        if old is not None and prior is not None and not _same_port(prior, planned):
             new = self._start(client, r, attrs, key, ctx, opts)  # ready before the old goes
             dk.remove(old)
             return new
@@ -306,6 +309,13 @@ class ContainerProvider(Provider):
         }  # fmt: skip
 
 
+def _same_port(prior: dict[str, Any], planned: dict[str, Any]) -> bool:
+    """Whether the new container needs the old one's port (same host, same port)."""
+    return (
+        prior.get("port") == planned["port"] and prior.get("docker_host") == planned["docker_host"]
+    )
+
+
 def _replacing(prior: dict[str, Any], planned: dict[str, Any]) -> bool:
     return any(is_known(planned[k]) and prior.get(k) != planned[k] for k in REPLACE_ON)
 
@@ -351,7 +361,7 @@ def _notes(prior: dict[str, Any] | None, planned: dict[str, Any], replacing: boo
         notes = [f"image {planned['image']} exists: no build"]
     if prior is None or not replacing:
         return notes if replacing else []
-    if prior.get("port") != planned["port"]:
+    if not _same_port(prior, planned):
         notes.append(
             f"new container starts on port {planned['port']} and must be ready before the old "
             f"one (port {prior.get('port')}) is removed"
