@@ -48,7 +48,10 @@ def client(host: str) -> Any:
     cache = _local.__dict__.setdefault("clients", {})
     if host not in cache:
         try:
-            c = docker.DockerClient(base_url=host, timeout=600)
+            if host == os.environ.get("DOCKER_HOST"):  # with DOCKER_TLS_VERIFY, DOCKER_CERT_PATH
+                c = docker.from_env(timeout=600)
+            else:
+                c = docker.DockerClient(base_url=host, timeout=600)
             c.ping()
         except Exception as e:  # noqa: BLE001 - any failure means "cannot reach it"
             raise DiagnosticError(
