@@ -208,9 +208,9 @@ def _k8s_probe(info: dict[str, Any]) -> bool:
     try:
         nodes = client.CoreV1Api(api).list_node(label_selector="type=kwok").items
         return any(
-            cond.type == "Ready" and cond.status == "True"
+            not node.spec.taints
+            and any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
             for node in nodes
-            for cond in (node.status.conditions or [])
         )
     finally:
         api.close()

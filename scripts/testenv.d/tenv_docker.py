@@ -44,7 +44,7 @@ def ping(path: Path = SOCKET) -> bool:
 
 def apt_install(packages: list[str], log: Path) -> None:
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", PATH=SBIN_PATH)
-    argv = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
+    argv = ["apt-get", "install", "-y", *packages]
     try:
         run(argv, log, env=env, what="apt-get install")
     except PartError:

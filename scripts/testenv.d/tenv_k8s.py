@@ -213,7 +213,7 @@ class K8sPart:
         waited = wait_until(
             f"node {KWOK_NODE} Ready", self._node_ready, 60, daemon=self.kwok.daemon
         )
-        notes.append(f"node {KWOK_NODE} Ready after {waited:.1f} s")
+        notes.append(f"node {KWOK_NODE} Ready and untainted after {waited:.1f} s")
         return "; ".join(n.split(" (")[0] for n in notes[:-1]) + f"; {notes[-1]}"
 
     def _add_node(self) -> None:

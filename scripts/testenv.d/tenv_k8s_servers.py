@@ -206,6 +206,8 @@ class Kwok(K8sServer):
         return http_ok(f"http://127.0.0.1:{self.versions['KWOK_PORT']}/healthz")
 
     def node_ready(self) -> bool:
+        """Ready, and the controller-manager has lifted its not-ready taint (so pods land)."""
         node = api_request(self.server, self.certs.client_context(), f"/api/v1/nodes/{KWOK_NODE}")
         conditions = node.get("status", {}).get("conditions") or []
-        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+        return ready and not node.get("spec", {}).get("taints")
