@@ -1,8 +1,8 @@
 """The master process: binds the port and supervises the workers.
 
-:func:`serve` binds the listening socket once, forks ``options.workers``
-workers that all accept on it (the kernel spreads connections), and then
-only supervises:
+:func:`serve` binds the listening sockets (one per worker with
+``SO_REUSEPORT``, see ``listen``), forks ``options.workers`` workers that
+accept on them, and then only supervises:
 
 * a worker that exits before it reported ready (its script failed to
   import or ``init()`` raised, or it crashed while starting) stops the
@@ -33,13 +33,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelform.runtime import logs
+from modelform.runtime.listen import bind_listeners, close_all
 from modelform.runtime.metrics import SharedMetrics
 from modelform.runtime.options import ServeOptions, take_secrets
 from modelform.runtime.worker import EXIT_INIT_FAILED, READY_MESSAGE, STOP_SIGNALS, run_worker
 
 EXIT_OK = 0
 EXIT_ERROR = 1
-_BACKLOG = 2048
 _TICK_S = 0.25
 
 
@@ -56,39 +56,25 @@ def serve(options: ServeOptions) -> int:
     take_secrets(os.environ)  # the keys live in ``options`` from here on
     log = logs.JsonLog(role="master")
     try:
-        sock = bind(options.host, options.port)
+        sockets = bind_listeners(options.host, options.port, options.workers)
     except OSError as error:
         log.error("bind_failed", host=options.host, port=options.port, error=str(error))
-        print(
-            f"error: cannot listen on {options.host}:{options.port}: {error.strerror or error}",
-            file=sys.stderr,
-        )
+        reason = error.strerror or str(error)
+        print(f"error: cannot listen on {options.host}:{options.port}: {reason}", file=sys.stderr)
         return EXIT_ERROR
     try:
-        return _Master(options, sock, log).run()
+        return _Master(options, sockets, log).run()
     finally:
-        sock.close()
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket that forked workers can share."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(_BACKLOG)
-    except OSError:
-        sock.close()
-        raise
-    sock.set_inheritable(True)
-    return sock
+        close_all(sockets)
 
 
 class _Master:
-    def __init__(self, options: ServeOptions, sock: socket.socket, log: logs.JsonLog) -> None:
+    def __init__(
+        self, options: ServeOptions, sockets: list[socket.socket], log: logs.JsonLog
+    ) -> None:
         self.options = options
-        self.sock = sock
+        self.sockets = sockets
+        self.sock = sockets[0]
         self.log = log
         self.shared = SharedMetrics(options.workers)
         self.workers: dict[int, _Worker] = {}
@@ -112,6 +98,7 @@ class _Master:
             entry_script=str(self.options.entry_script),
             model_dir=str(self.options.model_dir) if self.options.model_dir else None,
             timeout_s=self.options.timeout,
+            reuse_port=len({id(sock) for sock in self.sockets}) > 1,
             max_body_bytes=self.options.max_body_bytes,
             auth="key" if self.options.auth_keys else "none",
         )
@@ -147,7 +134,11 @@ class _Master:
                 ready_r, ready_w, wake_r, wake_w = self._fds
                 for fd in (ready_r, wake_r, wake_w):
                     os.close(fd)
-                code = run_worker(self.options, self.sock, index, ready_w, self.shared, master_pid)
+                mine = self.sockets[index]
+                for other in self.sockets:
+                    if other is not mine:
+                        other.close()
+                code = run_worker(self.options, mine, index, ready_w, self.shared, master_pid)
             except SystemExit as exit_:
                 code = exit_.code if isinstance(exit_.code, int) else EXIT_ERROR
             except BaseException:  # noqa: BLE001 - report, never return into the master's code

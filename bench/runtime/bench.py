@@ -483,6 +483,8 @@ def main(argv: list[str] | None = None) -> int:
         "server_commands": commands,
         "results": results,
         "ratios": ratio_rows,
+        "rounds": args.rounds,
+        "raw": raw,
     }
     out.write_text(json.dumps(report, indent=2) + "\n")
     log(f"wrote {out}; server logs in {logs}")
