@@ -1,12 +1,12 @@
 """One worker process: loads the script, runs ``init()``, serves the shared socket.
 
-A worker is forked by the master with the listening socket already open.
-It starts serving at once (so ``/``, ``/ready`` and ``/metrics`` answer,
-and ``/score`` says 503) while a thread imports the entry script and runs
-``init()``. On success the app starts scoring and the worker tells the
-master through the ready pipe. On failure the traceback is logged and the
-worker exits with :data:`EXIT_INIT_FAILED`, which makes the master stop
-the whole server.
+A worker is forked by the master with its listening socket already open.
+It imports the entry script and runs ``init()`` on its main thread (as
+Azure ML does; the same thread later calls ``run()``) while a helper
+thread answers probes and 503s (``boot``). On success the app starts
+scoring and the worker tells the master through the ready pipe. On
+failure the traceback is logged and the worker exits with
+:data:`EXIT_INIT_FAILED`, which makes the master stop the whole server.
 
 The HTTP stack is uvicorn with httptools and uvloop (asyncio's own loop
 and h11 when those are missing). The worker dies with the master
@@ -22,7 +22,6 @@ import signal
 import socket
 import struct
 import sys
-import threading
 import time
 import traceback
 from importlib.util import find_spec
@@ -31,6 +30,7 @@ from typing import Any
 
 from modelform.runtime import logs
 from modelform.runtime.app import ScoringApp
+from modelform.runtime.boot import BootServer
 from modelform.runtime.metrics import SharedMetrics
 from modelform.runtime.options import ServeOptions
 from modelform.runtime.script import load_entry_script
@@ -65,15 +65,39 @@ def run_worker(
     _prepare_process(options, log)
     shared.slot(index).started()
     app = ScoringApp(options, log, shared, index)
+    log.use_loop(_flush_later)
 
-    booter = threading.Thread(
-        target=_boot, args=(options, app, log, index, ready_fd), name="init", daemon=True
-    )
+    booting = BootServer(_uvicorn_config(app, options, boot=True), sock)
+    booting.start()
+    try:
+        started = _load_and_init(options, app, log, early_stop)
+    finally:
+        booting.stop()
+        log.flush()  # lines the helper buffered for its own loop
+    if started is None:  # stopped while init() ran
+        return 0
+    log.info("worker_ready", init_ms=round(started * 1000, 1))
+    try:
+        os.write(ready_fd, READY_MESSAGE.pack(index, 1))
+    except OSError:
+        pass
+
     import uvicorn
 
-    config = uvicorn.Config(
+    server = uvicorn.Server(_uvicorn_config(app, options, boot=False))
+    early_stop.attach(server)
+    server.run(sockets=[sock])
+    log.flush()
+    return 0 if server.started else 1
+
+
+def _uvicorn_config(app: ScoringApp, options: ServeOptions, *, boot: bool) -> Any:
+    """uvicorn with httptools and uvloop when installed (the helper thread uses asyncio's loop)."""
+    import uvicorn
+
+    return uvicorn.Config(
         app,
-        loop="uvloop" if find_spec("uvloop") else "asyncio",
+        loop="asyncio" if boot or not find_spec("uvloop") else "uvloop",
         http="httptools" if find_spec("httptools") else "h11",
         ws="none",
         lifespan="off",
@@ -83,15 +107,8 @@ def run_worker(
         server_header=False,
         date_header=True,
         timeout_keep_alive=5,
-        timeout_graceful_shutdown=options.graceful_timeout,  # type: ignore[arg-type]
+        timeout_graceful_shutdown=1 if boot else options.graceful_timeout,  # type: ignore[arg-type]
     )
-    server = uvicorn.Server(config)
-    early_stop.attach(server)
-    log.use_loop(_flush_later)
-    booter.start()
-    server.run(sockets=[sock])
-    log.flush()
-    return 0 if server.started else 1
 
 
 def _flush_later(callback: Any) -> None:
@@ -100,16 +117,27 @@ def _flush_later(callback: Any) -> None:
     asyncio.get_running_loop().call_later(_LOG_FLUSH_S, callback)
 
 
-def _boot(
-    options: ServeOptions, app: ScoringApp, log: logs.JsonLog, index: int, ready_fd: int
-) -> None:
+def _load_and_init(
+    options: ServeOptions, app: ScoringApp, log: logs.JsonLog, early_stop: _EarlyStop
+) -> float | None:
+    """Import the script and run ``init()`` on this (main) thread; attach it to the app.
+
+    Returns the seconds it took, or None if a stop signal came meanwhile.
+    Any failure is logged and ends the process with EXIT_INIT_FAILED.
+    """
     started = time.perf_counter()
+    early_stop.interrupt_init = True
     try:
         script = load_entry_script(options.entry_script)
         log.info("script_loaded", script=str(options.entry_script), mode=script.mode.value)
         script.init()
         swagger = build_swagger(script, _app_roots(options))
+    except _StopRequested:
+        log.info("stopped_during_init")
+        return None
     except BaseException as error:  # noqa: BLE001 - any failure here is fatal and reported
+        if early_stop.requested:
+            return None
         text = traceback.format_exc()
         log.error(
             "init_failed",
@@ -118,13 +146,12 @@ def _boot(
             model_dir=_model_dir_listing(options.model_dir),
         )
         logs.print_traceback(text)
+        log.flush()
         os._exit(EXIT_INIT_FAILED)
+    finally:
+        early_stop.interrupt_init = False
     app.attach(script, swagger)
-    log.info("worker_ready", init_ms=round((time.perf_counter() - started) * 1000, 1))
-    try:
-        os.write(ready_fd, READY_MESSAGE.pack(index, 1))
-    except OSError:
-        pass
+    return time.perf_counter() - started
 
 
 def _prepare_process(options: ServeOptions, log: logs.JsonLog) -> None:
@@ -186,11 +213,21 @@ def _die_with_master(master_pid: int) -> None:
         os._exit(1)
 
 
+class _StopRequested(BaseException):
+    """A stop signal arrived while the script was importing or in init()."""
+
+
 class _EarlyStop:
-    """Remembers a stop signal that arrives before uvicorn has taken over the handlers."""
+    """Handles a stop signal before uvicorn has taken over the handlers.
+
+    While ``init()`` runs (``interrupt_init``) it interrupts it; before the
+    main server runs it remembers the request; afterwards uvicorn's own
+    handlers are in place.
+    """
 
     def __init__(self) -> None:
         self.requested = False
+        self.interrupt_init = False
         self._server: Any = None
 
     def attach(self, server: Any) -> None:
@@ -202,3 +239,6 @@ class _EarlyStop:
         self.requested = True
         if self._server is not None:
             self._server.should_exit = True
+        elif self.interrupt_init:
+            self.interrupt_init = False
+            raise _StopRequested()

@@ -182,3 +182,30 @@ def test_async_run_is_awaited(start_server):
         """
     )
     assert server.post({"x": 1}).json() == {"got": {"x": 1}}
+
+
+def test_init_and_run_share_the_main_thread(start_server):
+    # As in Azure ML: objects bound to a thread (sqlite3 connections, thread-locals)
+    # made in init() work in run().
+    server = start_server(
+        """
+        import sqlite3
+        import threading
+
+        def init():
+            global db, init_thread
+            init_thread = threading.get_ident()
+            db = sqlite3.connect(":memory:")
+            db.execute("create table t (x)")
+            db.execute("insert into t values (41)")
+
+        def run(raw_data):
+            (value,) = db.execute("select x + 1 from t").fetchone()
+            return {
+                "value": value,
+                "same_thread": threading.get_ident() == init_thread,
+                "main": threading.current_thread() is threading.main_thread(),
+            }
+        """
+    )
+    assert server.post({}).json() == {"value": 42, "same_thread": True, "main": True}

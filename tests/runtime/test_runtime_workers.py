@@ -103,3 +103,25 @@ def test_second_server_on_a_used_port_fails_in_one_line(start_server):
     lines = [line for line in second.log().splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and f"127.0.0.1:{first.port}" in lines[0]
     assert "Traceback" not in second.log()
+
+
+def test_sigterm_during_a_long_init_stops_promptly(start_server):
+    server = start_server(
+        """
+        import time
+
+        def init():
+            time.sleep(60)
+
+        def run(data):
+            return data
+        """,
+        workers=2,
+        wait="listening",
+    )
+    server.wait_event("script_loaded", count=2)
+    assert server.get("/ready").status_code == 503
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(30) == 0
+    assert _wait_gone(server.proc.pid), f"left behind: {group_members(server.proc.pid)}"
+    assert not server.events("init_failed")
