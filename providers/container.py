@@ -107,7 +107,10 @@ class ContainerProvider(Provider):
             planned["image"], planned["image_id"] = prior["image"], prior.get("image_id")
         else:
             spec = image_spec(resource, ctx, opts)
-            found = imagebuild.find(dk.client(opts.docker_host), spec, look_only=True)
+            try:
+                found = imagebuild.find(dk.client(opts.docker_host), spec, look_only=True)
+            except dk.errors() as e:
+                raise DiagnosticError(Diagnostic(f"docker: {dk.short(e)}", resource.pos)) from None
             planned["image"] = found.ref if found and found.ref else UNKNOWN
             planned["image_id"] = found.image_id if found else UNKNOWN
         planned["key"] = None
@@ -123,12 +126,19 @@ class ContainerProvider(Provider):
     # -- refresh --------------------------------------------------------------
     def read(self, prior: dict[str, Any], ctx: Context) -> dict[str, Any] | None:
         host = str(prior.get("docker_host") or dk.default_host())
-        c = dk.get(dk.client(host), prior.get("container_id"))
-        if c is None:
-            return None
-        return {**prior, **dk.observe(c, prior)}
+        try:
+            c = dk.get(dk.client(host), prior.get("container_id"))
+            return None if c is None else {**prior, **dk.observe(c, prior)}
+        except dk.errors() as e:
+            raise DiagnosticError(Diagnostic(f"docker at {host}: {dk.short(e)}")) from None
 
     def discover(self, ctx: Context) -> list[dict[str, Any]]:
+        try:
+            return self._discover(ctx)
+        except dk.errors() as e:
+            raise DiagnosticError(Diagnostic(f"docker: {dk.short(e)}")) from None
+
+    def _discover(self, ctx: Context) -> list[dict[str, Any]]:
         out = []
         for host in dk.known_hosts(ctx.work_dir):
             for c in dk.labelled(dk.client(host), ctx.project_dir):
@@ -148,6 +158,8 @@ class ContainerProvider(Provider):
             return self._apply(action, resource, prior, ctx)
         except DiagnosticError as e:
             raise ProviderError(str(e)) from None
+        except dk.errors() as e:
+            raise ProviderError(f"docker: {dk.short(e)}") from None
 
     def _apply(
         self, action: Action, r: Resource, prior: dict[str, Any] | None, ctx: Context
@@ -249,7 +261,7 @@ class ContainerProvider(Provider):
             try:
                 c.update(restart_policy={"Name": want["restart_policy"]}, **args)
             except docker.errors.APIError as e:
-                raise ProviderError(f"docker update failed: {dk._short(e)}") from None
+                raise ProviderError(f"docker update failed: {dk.short(e)}") from None
             c.reload()
             now = dk.observe(c, prior)
             if any(now[k] != want[k] for k in IN_PLACE):  # e.g. a memory limit removed
@@ -272,18 +284,23 @@ class ContainerProvider(Provider):
     def delete(self, address: str, prior: dict[str, Any], ctx: Context) -> None:
         try:
             client = dk.client(str(prior.get("docker_host") or dk.default_host()))
+            c = dk.get(client, prior.get("container_id"))
+            if c is not None:
+                ctx.log(f"removing container {c.name}")
+                dk.remove(c)
+            if prior.get("prune_images") and prior.get("image_repository"):
+                _prune(client, str(prior["image_repository"]), ctx)
         except DiagnosticError as e:
             raise ProviderError(str(e)) from None
-        c = dk.get(client, prior.get("container_id"))
-        if c is not None:
-            ctx.log(f"removing container {c.name}")
-            dk.remove(c)
-        if prior.get("prune_images") and prior.get("image_repository"):
-            _prune(client, str(prior["image_repository"]), ctx)
+        except dk.errors() as e:
+            raise ProviderError(f"docker: {dk.short(e)}") from None
 
     def logs(self, address: str, attributes: dict[str, Any], ctx: Context, tail: int = 200) -> str:
         host = str(attributes.get("docker_host") or dk.default_host())
-        c = dk.get(dk.client(host), attributes.get("container_id"))
+        try:
+            c = dk.get(dk.client(host), attributes.get("container_id"))
+        except dk.errors() as e:
+            raise DiagnosticError(Diagnostic(f"docker at {host}: {dk.short(e)}")) from None
         if c is None:
             return f"{address}: its container {attributes.get('id', '?')} is gone"
         return dk.logs_tail(c, tail)

@@ -56,7 +56,7 @@ def client(host: str) -> Any:
         except Exception as e:  # noqa: BLE001 - any failure means "cannot reach it"
             raise DiagnosticError(
                 Diagnostic(
-                    f"cannot reach the Docker Engine at {host}: {_short(e)}",
+                    f"cannot reach the Docker Engine at {host}: {short(e)}",
                     hint="start dockerd, or set the target's docker_host / DOCKER_HOST",
                 )
             ) from None
@@ -64,7 +64,15 @@ def client(host: str) -> Any:
     return cache[host]
 
 
-def _short(e: Exception) -> str:
+def errors() -> tuple[type[Exception], ...]:
+    """What the Docker SDK raises when the engine refuses or goes away."""
+    import docker.errors
+    import requests
+
+    return (docker.errors.DockerException, requests.exceptions.RequestException)
+
+
+def short(e: Exception) -> str:
     text = str(getattr(e, "explanation", None) or e)
     return text.splitlines()[0][:200] if text else type(e).__name__
 
@@ -111,7 +119,7 @@ def get(c: Any, container_id: str | None) -> Any | None:
     except docker.errors.NotFound:
         return None
     except docker.errors.APIError as e:
-        raise DiagnosticError(Diagnostic(f"docker: {_short(e)}")) from None
+        raise DiagnosticError(Diagnostic(f"docker: {short(e)}")) from None
 
 
 def probe(url: str, timeout: float = 2.0) -> str:
@@ -261,12 +269,12 @@ def run(c: Any, *, image: str, name: str, labels: dict[str, str], env: dict[str,
     try:
         container = c.containers.create(**kwargs)
     except docker.errors.APIError as e:
-        raise ProviderError(f"docker refused to create the container: {_short(e)}") from None
+        raise ProviderError(f"docker refused to create the container: {short(e)}") from None
     try:
         container.start()
     except docker.errors.APIError as e:
         container.remove(force=True)
-        why = _short(e)
+        why = short(e)
         if "port is already allocated" in why or "address already in use" in why:
             why = f"port {host}:{port} is already in use on the Docker host"
         raise ProviderError(f"the container did not start: {why}") from None

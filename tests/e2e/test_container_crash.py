@@ -42,7 +42,7 @@ def make_project(root: Path, ports: list[int]) -> Project:
         "environments:",
         '  plain: {python: "3.11", env: {INIT_SECONDS: "4"}}',
         "targets:",
-        "  docker: {kind: container}",
+        "  docker: {kind: container, prune_images: true}",
         "services:",
     ]
     for i, port in enumerate(ports):

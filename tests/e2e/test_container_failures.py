@@ -53,6 +53,12 @@ def service(name: str, env: str, port: int, extra: str = "") -> str:
     )
 
 
+def remove_images(client: Any, *repos: str) -> None:
+    for repo in repos:
+        for img in client.images.list(name=repo):
+            client.images.remove(img.id, force=True)
+
+
 def no_traceback_of_ours(text: str) -> None:
     for frame in OUR_FRAMES:
         assert frame not in text, text
@@ -87,6 +93,7 @@ def test_failing_pip_install_and_failing_init(tmp_path: Path, docker_client: Any
     finally:
         p.run("destroy", "-auto-approve")
         remove_all(docker_client, p.root)
+        remove_images(docker_client, "failing/badpip", "failing/badinit")
 
 
 def test_failing_replacement_restores_the_previous_container(
@@ -119,4 +126,5 @@ def test_failing_replacement_restores_the_previous_container(
         p.run("destroy", "-auto-approve")
         left = labelled(docker_client, p.root)
         remove_all(docker_client, p.root)
+        remove_images(docker_client, "failing/svc")
     assert left == []
