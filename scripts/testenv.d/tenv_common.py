@@ -37,6 +37,9 @@ def load_versions(path: Path = VERSIONS_FILE) -> dict[str, str]:
         override = os.environ.get(f"TESTENV_{key}")
         if override:
             values[key] = override
+    for key, value in values.items():
+        if key.endswith("_PORT") and not (value.isdigit() and 0 < int(value) < 65536):
+            raise PartError(f"{key}={value!r} is not a port number (scripts/versions.env)")
     return values
 
 

@@ -13,9 +13,10 @@ import pytest
 SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 sys.path.insert(0, str(SCRIPTS / "testenv.d"))
 
-from tenv_common import Daemon, Layout, Lock, load_versions  # noqa: E402
+from tenv_common import Daemon, Layout, Lock, PartError, load_versions  # noqa: E402
 from tenv_envfile import write_env  # noqa: E402
 from tenv_gobuild import staging_modules  # noqa: E402
+from tenv_server import Server  # noqa: E402
 
 
 @pytest.fixture
@@ -149,4 +150,39 @@ def test_cli_rejects_an_unknown_part_in_one_line() -> None:
     )
     assert proc.returncode == 2
     assert "unknown part nosuch" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+class _Crasher(Server):
+    name = "crasher"
+
+    def built(self) -> bool:
+        return True
+
+    def argv(self) -> list[str]:
+        return ["sh", "-c", "echo boom: cannot start; exit 3"]
+
+    def healthy(self) -> bool:
+        return False
+
+
+def test_a_server_that_dies_fails_up_with_the_tail_of_its_log(layout: Layout) -> None:
+    server = _Crasher(layout, {})
+    with pytest.raises(PartError) as failed:
+        server.up(build=False)
+    assert "crasher exited" in str(failed.value)
+    assert "boom: cannot start" in str(failed.value)
+    assert server.status() == (False, "not running")
+
+
+def test_a_bad_port_is_one_line() -> None:
+    proc = subprocess.run(
+        [str(SCRIPTS / "testenv"), "status", "minio"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(os.environ, TESTENV_MINIO_PORT="99999"),
+    )
+    assert proc.returncode == 2
+    assert "MINIO_PORT='99999' is not a port number" in proc.stderr
     assert "Traceback" not in proc.stderr
