@@ -91,23 +91,6 @@ def _tags(registry: str, repo: str) -> list[str]:
         return list(json.load(r)["tags"])
 
 
-def test_push_to_a_registry(
-    tmp_path: Path, docker_client: Any, base_image: str, registry_address: str
-) -> None:
-    name = f"mftest-{uuid.uuid4().hex[:8]}/svc"
-    repo = f"{registry_address}/{name}"
-    try:
-        built = ib.build(docker_client, tiny(tmp_path, repo, base_image))
-        lines: list[str] = []
-        ib.push(docker_client, built.ref, None, lines.append)
-        assert _tags(registry_address, name) == ["1"]
-        assert f"pushed {built.ref}" in lines
-    finally:
-        for img in docker_client.images.list(name=repo):
-            for tag in img.tags:
-                docker_client.images.remove(tag, force=True)
-
-
 def test_package_command_builds_and_pushes_without_deploying(
     tmp_path: Path, docker_client: Any, docker_info: dict[str, Any], registry_address: str
 ) -> None:
