@@ -21,7 +21,7 @@ from modelform.cli.workspace import to_records
 from modelform.engine.diagnostics import Diagnostic, DiagnosticError
 from modelform.engine.exitcodes import Exit
 from modelform.engine.planner import make_plan, resolve_node
-from modelform.engine.provider import ProviderError
+from modelform.engine.provider import Provider, ProviderError
 
 Json = Annotated[bool, typer.Option("--json", "-json", help="Machine-readable output.")]
 Push = Annotated[bool, typer.Option("--push", "-push", help="Push to the target's registry.")]
@@ -60,8 +60,7 @@ def register(app: typer.Typer) -> None:
             }
             resource, ctx = resolve_node(run.nodes[addr], known, ws.config, run)
             provider = ws.registry.get(resource.provider)
-            build = getattr(provider, "package", None)
-            if build is None:
+            if type(provider).package is Provider.package:
                 raise DiagnosticError(
                     Diagnostic(
                         f"{addr}: target kind {resource.provider!r} does not build images",
@@ -70,7 +69,7 @@ def register(app: typer.Typer) -> None:
                     )
                 )
             try:
-                out = build(resource, ctx, push)
+                out = provider.package(resource, ctx, push)
             except ProviderError as e:
                 view.error(str(e), e.log)
                 return Exit.ERROR

@@ -18,6 +18,7 @@ from modelform.engine.exitcodes import Exit
 from modelform.engine.modelstore import ModelStore
 from modelform.engine.resources import desired_nodes
 from modelform.engine.servicetest import post_score
+from modelform.engine.targetcheck import check_targets
 from modelform.engine.views import View
 
 Json = Annotated[bool, typer.Option("--json", "-json", help="Machine-readable output.")]
@@ -53,6 +54,7 @@ def register(app: typer.Typer) -> None:
             ws = workspace(view, var, var_file)
             nodes = desired_nodes(ws.config)
             graphs.build(nodes)
+            check_targets(ws.config, ws.registry)
             for node in nodes.values():
                 ws.registry.get(node.provider)
             view.data({"valid": True, "resources": len(nodes)},

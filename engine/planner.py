@@ -26,6 +26,7 @@ from modelform.engine.plan import Change, Drift, Mode, Plan
 from modelform.engine.provider import Action, Context, Provider, Resource
 from modelform.engine.registry import Registry
 from modelform.engine.resources import Node, desired_nodes
+from modelform.engine.targetcheck import check_targets
 from modelform.engine.values import UNKNOWN
 
 Records = dict[str, dict[str, Any]]
@@ -233,6 +234,7 @@ def make_plan(
                     f"installed kinds: {', '.join(run.registry.kinds())}",
                 )
             )
+    check_targets(config, run.registry)
     g = graphs.build(nodes, {a: r.get("dependencies", []) for a, r in prior.items()})
     replace = set(replace)
     for r in replace:

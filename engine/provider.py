@@ -166,5 +166,10 @@ class Provider:
     def import_(self, address: str, ident: str, ctx: Context) -> dict[str, Any]:
         raise NotImplementedError(f"{self.kind} cannot import existing objects")
 
+    def package(self, resource: Resource, ctx: Context, push: bool) -> dict[str, Any]:
+        """Build (and push) the service's deployable artefact without deploying
+        it (``modelform package``); image-building targets override this."""
+        raise NotImplementedError(f"target kind {self.kind} does not build images")
+
     def logs(self, address: str, attributes: dict[str, Any], ctx: Context, tail: int = 200) -> str:
         return ""
