@@ -1,4 +1,5 @@
-"""A service's ``test:`` block, run against it right after apply.
+"""Talking to a deployed scoring runtime: its readiness, and a service's
+``test:`` block, run against it right after apply.
 
 ``test: {request: <JSON>, expect_status: 200, expect: <JSON>}`` posts the
 request to the service's ``/score`` route (with its key when ``auth: key``)
@@ -13,7 +14,23 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from modelform.engine.provider import ProviderError
+from modelform.engine.provider import ProviderError, ServiceStatus
+
+
+def readiness(url: str, timeout: float = 2.0) -> str:
+    """The service status its runtime's ``GET /ready`` tells: Healthy (200),
+    Transitioning (503: init() still running) or Unhealthy (anything else,
+    or no answer). Every target's refresh and apply use this one probe."""
+    try:
+        with urllib.request.urlopen(url + "/ready", timeout=timeout) as r:
+            ok = r.status == 200
+            return ServiceStatus.HEALTHY.value if ok else ServiceStatus.UNHEALTHY.value
+    except urllib.error.HTTPError as e:
+        if e.code == 503:
+            return ServiceStatus.TRANSITIONING.value
+        return ServiceStatus.UNHEALTHY.value
+    except OSError:
+        return ServiceStatus.UNHEALTHY.value
 
 
 def post_score(attrs: dict[str, Any], body: Any, timeout: float = 60.0) -> tuple[int, bytes]:

@@ -13,13 +13,12 @@ import json
 import os
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from modelform.engine.diagnostics import Diagnostic, DiagnosticError
 from modelform.engine.provider import ProviderError, ServiceStatus
+from modelform.engine.servicetest import readiness
 from modelform.providers.imagebuild import CONTAINER_PORT, VENV
 
 GIB = 1024**3
@@ -122,16 +121,6 @@ def get(c: Any, container_id: str | None) -> Any | None:
         raise DiagnosticError(Diagnostic(f"docker: {short(e)}")) from None
 
 
-def probe(url: str, timeout: float = 2.0) -> str:
-    try:
-        with urllib.request.urlopen(url + "/ready", timeout=timeout) as r:
-            return ServiceStatus.HEALTHY.value if r.status == 200 else "Unhealthy"
-    except urllib.error.HTTPError as e:
-        return ServiceStatus.TRANSITIONING.value if e.code == 503 else "Unhealthy"
-    except OSError:
-        return ServiceStatus.UNHEALTHY.value
-
-
 def state_of(attrs: dict[str, Any], url: str | None, local: bool) -> tuple[str, str]:
     """(container state, service status) of an inspected container.
 
@@ -147,7 +136,7 @@ def state_of(attrs: dict[str, Any], url: str | None, local: bool) -> tuple[str, 
         # From this machine the readiness route itself is the truth; Docker's
         # health check lags by up to an interval (and is all a remote host has).
         if url and local:
-            seen = probe(url)
+            seen = readiness(url)
             if seen == ServiceStatus.UNHEALTHY.value and health == "starting":
                 seen = ServiceStatus.TRANSITIONING.value
             return status, seen

@@ -22,8 +22,6 @@ import os
 import secrets
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +35,7 @@ from modelform.engine.provider import (
     Resource,
     ServiceStatus,
 )
+from modelform.engine.servicetest import readiness
 from modelform.engine.values import UNKNOWN
 from modelform.providers import local_process as proc
 
@@ -65,16 +64,6 @@ def model_dir(ctx: Context, name: str, models: dict[str, dict[str, Any]]) -> Pat
             link.unlink()
         link.symlink_to(model_folder(ctx.work_dir, m).resolve(), target_is_directory=True)
     return root
-
-
-def health(url: str, timeout: float = 2.0) -> str:
-    try:
-        with urllib.request.urlopen(url + "/ready", timeout=timeout) as r:
-            return ServiceStatus.HEALTHY.value if r.status == 200 else "Unhealthy"
-    except urllib.error.HTTPError as e:
-        return ServiceStatus.TRANSITIONING.value if e.code == 503 else "Unhealthy"
-    except OSError:
-        return ServiceStatus.UNHEALTHY.value
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -152,7 +141,7 @@ class LocalProvider(Provider):
         pid, started = prior.get("pid"), prior.get("started")
         if not isinstance(pid, int) or not proc.alive(pid, started):
             return None
-        return {**prior, "status": health(prior["url"])}
+        return {**prior, "status": readiness(prior["url"])}
 
     def discover(self, ctx: Context) -> list[dict[str, Any]]:
         out = []
@@ -160,7 +149,7 @@ class LocalProvider(Provider):
             attrs = dict(f.attributes or {})
             attrs.update(pid=f.pid, started=f.started)
             if isinstance(attrs.get("url"), str):
-                attrs["status"] = health(str(attrs["url"]))
+                attrs["status"] = readiness(str(attrs["url"]))
             out.append({"address": f.address, "attributes": attrs, "complete": bool(f.attributes)})
         return out
 
@@ -204,7 +193,7 @@ class LocalProvider(Provider):
                     log=_tail(log),
                     status=ServiceStatus.FAILED.value,
                 )
-            if health(planned["url"], timeout=1.0) == ServiceStatus.HEALTHY.value:
+            if readiness(planned["url"], timeout=1.0) == ServiceStatus.HEALTHY.value:
                 break
             if time.monotonic() > deadline:
                 proc.stop(pid, started)
