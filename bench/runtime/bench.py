@@ -375,10 +375,18 @@ def machine_info(workers: int) -> dict[str, Any]:
                 break
     except OSError:
         pass
+    import numpy
     import orjson
+    import sklearn
     import uvicorn
 
+    commit = subprocess.run(
+        ["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     return {
+        "modelform_commit": commit or None,
+        "numpy": numpy.__version__,
+        "scikit_learn": sklearn.__version__,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "cpus": os.cpu_count(),
         "cpu_model": cpu,

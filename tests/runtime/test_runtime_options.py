@@ -139,3 +139,39 @@ def test_deadline_interrupts_a_long_call_after_many_short_ones():
 
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
+
+
+def test_listening_sockets_give_asyncio_tcp_nodelay_connections():
+    # The boot server (and any loop without uvloop) relies on asyncio setting TCP_NODELAY,
+    # which it does only for sockets created with proto=IPPROTO_TCP.
+    import asyncio
+    import socket
+
+    from modelform.runtime.listen import bind_listeners, close_all
+
+    sockets = bind_listeners("127.0.0.1", 0, 2)
+    port = sockets[0].getsockname()[1]
+    assert all(sock.getsockname()[1] == port for sock in sockets)
+    seen: list[int] = []
+
+    async def main() -> None:
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            sock = writer.get_extra_info("socket")
+            seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        servers = [await asyncio.start_server(handle, sock=sock.dup()) for sock in sockets]
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(200):
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+        writer.close()
+        for server in servers:
+            server.close()
+
+    try:
+        asyncio.run(main())
+    finally:
+        close_all(sockets)
+    assert seen and seen[0] != 0
