@@ -195,7 +195,10 @@ class ScoringApp:
         if method == "POST":
             if content_length > self._limit:
                 return _too_large(self._limit, request_id)
-            body = await self._read_body(receive)
+            try:
+                body = await self._read_body(receive)
+            except _ClientGone:
+                return responses.error(400, "the client left before sending the body", request_id)
             if body is None:
                 return _too_large(self._limit, request_id)
         elif method == "OPTIONS":
@@ -268,8 +271,10 @@ class ScoringApp:
         return granted
 
     async def _read_body(self, receive: Any) -> bytes | None:
-        """The whole body, or None once it grows past the limit."""
+        """The whole body, or None once it grows past the limit; _ClientGone on a disconnect."""
         message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone()
         body = message.get("body", b"")
         if not message.get("more_body", False):
             return body if len(body) <= self._limit else None
@@ -278,7 +283,7 @@ class ScoringApp:
         while message.get("more_body", False):
             message = await receive()
             if message["type"] == "http.disconnect":
-                return b"".join(chunks)
+                raise _ClientGone()
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self._limit:
@@ -297,6 +302,10 @@ class ScoringApp:
                 version = value
         status, document = self._swagger.answer(version)
         return Reply(status, [(b"content-type", JSON)], document)
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its body was complete (run() is not called)."""
 
 
 def _not_allowed() -> Reply:

@@ -170,3 +170,29 @@ def test_score_before_init_finishes_is_503(start_server):
     server.wait_event("ready")
     assert server.get("/ready").status_code == 200
     assert server.post({"x": 1}).json() == "scored"
+
+
+def test_client_leaving_mid_body_does_not_call_run(start_server):
+    import socket
+
+    server = start_server(
+        """
+        calls = 0
+
+        def init():
+            pass
+
+        def run(raw_data):
+            global calls
+            calls += 1
+            return {"calls": calls, "size": len(raw_data)}
+        """
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100000\r\n\r\n" + b"[" * 5000
+        )
+        time.sleep(0.2)  # let the server read the first part
+    answer = server.post({"x": 1})
+    assert answer.json() == {"calls": 1, "size": len('{"x": 1}')}
