@@ -129,8 +129,13 @@ def test_each_change_is_carried_out_as_planned(tmp_path: Path, docker_client: An
 @pytest.mark.parametrize(
     ("target", "extra", "message"),
     [
-        ("{kind: container, carry_ca: 5}", "", "target docker (container): carry_ca: 5 is not"),
-        ("{kind: container, dockr_host: x}", "", "'dockr_host' was unexpected"),
+        ("{kind: container, carry_ca: 5}", "", "targets.docker.carry_ca: 5 is not of type"),
+        (
+            "{kind: container, dockr_host: x}",
+            "",
+            'targets.docker: unknown option "dockr_host" for kind container '
+            '(did you mean "docker_host"?)',
+        ),
         ("{kind: container, carry_ca: /no/such/ca.pem}", "", "carry_ca: no CA bundle file"),
         (
             "{kind: container, docker_host: 'unix:///nonexistent/docker.sock'}",
