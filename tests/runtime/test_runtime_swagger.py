@@ -7,8 +7,15 @@ import json
 
 import pytest
 
-pytest.importorskip("inference_schema", reason="pip install 'inference-schema[numpy-support]'")
-pytest.importorskip("numpy")
+
+@pytest.fixture
+def inference_schema():
+    """The tests of decorated scripts need inference-schema (the user installs it)."""
+    pytest.importorskip("numpy")
+    return pytest.importorskip(
+        "inference_schema", reason="pip install 'inference-schema[numpy-support]'"
+    )
+
 
 SCHEMA_SCRIPT = """
     import numpy as np
@@ -35,7 +42,7 @@ SCHEMA_SCRIPT = """
 """
 
 
-def test_schema_decorated_script_serves_swagger(start_server):
+def test_schema_decorated_script_serves_swagger(start_server, inference_schema):
     server = start_server(SCHEMA_SCRIPT)
     assert server.events("script_loaded")[0]["mode"] == "object"
     run = _load_run(server.script)
@@ -73,7 +80,7 @@ def _json_round_trip(value):
     return json.loads(json.dumps(value))
 
 
-def test_schema_decorated_script_gets_keyword_arguments(start_server):
+def test_schema_decorated_script_gets_keyword_arguments(start_server, inference_schema):
     server = start_server(SCHEMA_SCRIPT)
 
     scored = server.post({"data": [[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]], "scale": 2})
@@ -93,7 +100,7 @@ def test_schema_decorated_script_gets_keyword_arguments(start_server):
         (b'{"data": [[1]]}', "text/plain", 415, "application/json"),
     ],
 )
-def test_schema_input_errors(start_server, body, content_type, status, fragment):
+def test_schema_input_errors(start_server, inference_schema, body, content_type, status, fragment):
     server = start_server(SCHEMA_SCRIPT)
     response = server.post(data=body, headers={"Content-Type": content_type})
     assert response.status_code == status
