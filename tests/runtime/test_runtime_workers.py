@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 
+import pytest
 import requests
 from runtime_harness import group_alive, group_members
 
@@ -125,3 +126,35 @@ def test_sigterm_during_a_long_init_stops_promptly(start_server):
     assert server.proc.wait(30) == 0
     assert _wait_gone(server.proc.pid), f"left behind: {group_members(server.proc.pid)}"
     assert not server.events("init_failed")
+
+
+@pytest.mark.slow
+def test_a_worker_stuck_beyond_the_timers_reach_is_killed_and_replaced(start_server):
+    # Blocking SIGALRM stands for C code that never returns to Python: the timer
+    # cannot interrupt it, so the master's watchdog (2 x timeout + 5 s) must.
+    server = start_server(
+        """
+        import json, os, signal, time
+
+        def init():
+            pass
+
+        def run(raw_data):
+            if json.loads(raw_data).get("stuck"):
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+                time.sleep(120)
+            return os.getpid()
+        """,
+        "--timeout",
+        "0.5",
+    )
+    first_pid = _fresh_post(server, {}).json()
+    try:
+        stuck = _fresh_post(server, {"stuck": True}, timeout=60)
+        outcome = stuck.status_code
+    except requests.ConnectionError:
+        outcome = "dropped"
+    assert outcome == "dropped"
+    assert server.wait_event("worker_stuck")[0]["worker_pid"] == first_pid
+    server.wait_event("worker_ready", count=2)
+    assert _fresh_post(server, {}).json() != first_pid
