@@ -19,6 +19,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 ENV_AUTH_KEY = "MODELFORM_AUTH_KEY"
+ENV_ENTRY_SCRIPT = "AZUREML_ENTRY_SCRIPT"
+ENV_MODEL_DIR = "AZUREML_MODEL_DIR"
+ENV_APP_ROOT = "AML_APP_ROOT"
 ENV_AUTH_KEY_SECONDARY = "MODELFORM_AUTH_KEY_SECONDARY"
 #: Azure ML's name for the scoring timeout, in milliseconds; used when --timeout is absent.
 ENV_SCORING_TIMEOUT_MS = "SCORING_TIMEOUT_MS"
@@ -113,9 +116,15 @@ class ServeOptions:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the server's options to ``parser`` (``modelform serve`` reuses this)."""
-    parser.add_argument("--entry-script", required=True, type=Path, help="the score.py to serve")
     parser.add_argument(
-        "--model-dir", type=Path, help="model folder, given to the script as AZUREML_MODEL_DIR"
+        "--entry-script",
+        type=Path,
+        help="the score.py to serve (default: $AZUREML_ENTRY_SCRIPT, relative to the app root)",
+    )
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        help="model folder, given to the script as AZUREML_MODEL_DIR (default: that variable)",
     )
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind ({DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port; 0 picks a free one")
@@ -162,9 +171,20 @@ def options_from_namespace(
     else:
         timeout = None if ns.timeout == 0 else ns.timeout
     keys = tuple(env[name] for name in (ENV_AUTH_KEY, ENV_AUTH_KEY_SECONDARY) if name in env)
+    entry_script = ns.entry_script
+    if entry_script is None:
+        # Azure ML's way: AZUREML_ENTRY_SCRIPT, relative to the app root.
+        from_env = env.get(ENV_ENTRY_SCRIPT, "").strip()
+        if not from_env:
+            raise OptionsError(f"no entry script: use --entry-script or set {ENV_ENTRY_SCRIPT}")
+        app_root = ns.app_root or Path(env.get(ENV_APP_ROOT) or os.getcwd())
+        entry_script = Path(app_root) / from_env
+    model_dir = ns.model_dir
+    if model_dir is None and env.get(ENV_MODEL_DIR, "").strip():
+        model_dir = Path(env[ENV_MODEL_DIR])
     return ServeOptions(
-        entry_script=ns.entry_script,
-        model_dir=ns.model_dir,
+        entry_script=entry_script,
+        model_dir=model_dir,
         host=ns.host,
         port=ns.port,
         workers=ns.workers,

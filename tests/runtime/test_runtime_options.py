@@ -175,3 +175,21 @@ def test_listening_sockets_give_asyncio_tcp_nodelay_connections():
     finally:
         close_all(sockets)
     assert seen and seen[0] != 0
+
+
+def test_entry_script_and_model_dir_from_azure_ml_variables(tmp_path: Path):
+    app = tmp_path / "app"
+    (app / "src").mkdir(parents=True)
+    (app / "src" / "score.py").write_text(
+        "def init():\n    pass\n\ndef run(data):\n    return data\n"
+    )
+    env = {
+        "AML_APP_ROOT": str(app),
+        "AZUREML_ENTRY_SCRIPT": "src/score.py",
+        "AZUREML_MODEL_DIR": str(tmp_path),
+    }
+    options = options_from_namespace(build_parser().parse_args([]), env)
+    assert options.entry_script == (app / "src" / "score.py").resolve()
+    assert options.model_dir == tmp_path.resolve()
+    with pytest.raises(OptionsError, match="AZUREML_ENTRY_SCRIPT"):
+        options_from_namespace(build_parser().parse_args([]), {})
