@@ -116,6 +116,10 @@ class LocalProvider(Provider):
 
     def plan(self, resource: Resource, prior: dict[str, Any] | None, ctx: Context) -> Proposal:
         planned = self.desired(resource)
+        if prior and prior.get("status") == ServiceStatus.TRANSITIONING.value:
+            # Still in init(): coming up, not broken. Restarting it would only
+            # start init() over; a later refresh sees it Healthy (or not).
+            planned["status"] = prior["status"]
         changed = prior is None or any(prior.get(k) != v for k, v in planned.items())
         for k in COMPUTED:
             planned[k] = UNKNOWN if changed or prior is None else prior.get(k)
