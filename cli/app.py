@@ -25,13 +25,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-Var = Annotated[
-    list[str] | None, typer.Option("--var", "-var", help="Set a variable: NAME=VALUE.")
-]  # noqa: UP045
+Var = Annotated[list[str] | None, typer.Option("--var", "-var", help="Set a variable: NAME=VALUE.")]
 VarFile = Annotated[
     list[Path] | None,
     typer.Option("--var-file", "-var-file", help="Variables from a YAML/JSON file."),
-]  # noqa: UP045
+]
 Json = Annotated[bool, typer.Option("--json", "-json", help="Machine-readable output.")]
 LockTimeout = Annotated[
     float,
@@ -40,11 +38,11 @@ LockTimeout = Annotated[
 Target = Annotated[
     list[str] | None,
     typer.Option("--target", "-target", help="Limit to this address (and what it needs)."),
-]  # noqa: UP045
+]
 Replace = Annotated[
     list[str] | None,
     typer.Option("--replace", "-replace", help="Force replacement of this address."),
-]  # noqa: UP045
+]
 Refresh = Annotated[
     bool,
     typer.Option(
@@ -64,13 +62,13 @@ AutoApprove = Annotated[
 def main_options(
     chdir: Annotated[
         Path | None, typer.Option("--chdir", "-chdir", help="Run in this folder.")
-    ] = None,  # noqa: UP045
+    ] = None,
     file: Annotated[
         Path | None, typer.Option("--file", "-f", help="Project file (default modelform.yaml).")
-    ] = None,  # noqa: UP045
+    ] = None,
     state: Annotated[
         Path | None, typer.Option("--state", help="State file (default .modelform/state.json).")
-    ] = None,  # noqa: UP045
+    ] = None,
 ) -> None:
     Globals.chdir, Globals.file, Globals.state = chdir, file, state
 
@@ -88,7 +86,7 @@ def plan(
     json_out: Json = False,
     out: Annotated[
         Path | None, typer.Option("--out", "-out", help="Save the plan to apply it later.")
-    ] = None,  # noqa: UP045
+    ] = None,
     detailed_exitcode: Annotated[
         bool,
         typer.Option(
@@ -130,9 +128,7 @@ def plan(
 
 @app.command()
 def apply(
-    plan_file: Annotated[
-        Path | None, typer.Argument(help="A plan saved with plan -out.")
-    ] = None,  # noqa: UP045
+    plan_file: Annotated[Path | None, typer.Argument(help="A plan saved with plan -out.")] = None,
     var: Var = None,
     var_file: VarFile = None,
     json_out: Json = False,

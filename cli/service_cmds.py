@@ -22,12 +22,10 @@ from modelform.engine.targetcheck import check_targets
 from modelform.engine.views import View
 
 Json = Annotated[bool, typer.Option("--json", "-json", help="Machine-readable output.")]
-Var = Annotated[
-    list[str] | None, typer.Option("--var", "-var", help="Set a variable: NAME=VALUE.")
-]  # noqa: UP045
+Var = Annotated[list[str] | None, typer.Option("--var", "-var", help="Set a variable: NAME=VALUE.")]
 VarFile = Annotated[
     list[Path] | None, typer.Option("--var-file", "-var-file", help="Variables from a file.")
-]  # noqa: UP045
+]
 
 models_app = typer.Typer(help="The local model store.", no_args_is_help=True)
 

@@ -7,7 +7,7 @@ objects stay as they are, as with ``terraform state rm|mv``.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -24,7 +24,7 @@ state_app = typer.Typer(help="Read and edit the state.", no_args_is_help=True)
 
 @state_app.command("list")
 def state_list(
-    patterns: Annotated[Optional[list[str]], typer.Argument()] = None,  # noqa: UP045
+    patterns: Annotated[list[str] | None, typer.Argument()] = None,
     json_out: Json = False,
 ) -> None:
     """Addresses in state (optionally matching the given addresses/prefixes)."""

@@ -26,7 +26,9 @@ def main() -> None:
     model = Ridge(alpha=args.alpha).fit(x_train, y_train)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     joblib.dump(model, args.out)
-    print(f"trained ridge (alpha={args.alpha}), R² on held-out data {model.score(x_test, y_test):.3f}")
+    print(
+        f"trained ridge (alpha={args.alpha}), R² on held-out data {model.score(x_test, y_test):.3f}"
+    )
     print(f"wrote {args.out}")
 
 
