@@ -314,11 +314,18 @@ def ratios(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
             cell.setdefault(f"cpu_vs_{prefix}", []).append(
                 mf["cpu_us_per_req"] / max(them["cpu_us_per_req"], 1e-9)
             )
+    medians = {(r["case"], r["server"], r["concurrency"]): r for r in aggregate(raw)}
     rows = []
     for (case, conc), values in cells.items():
         row: dict[str, Any] = {"case": case, "concurrency": conc}
         for key, series in values.items():
             row[key] = round(statistics.median(series), 2)
+        # The other estimator: ratio of the medians (each over its own rounds).
+        mf = medians[(case, "modelform", conc)]
+        for other in ("azmlinfsrv", "bare"):
+            them = medians.get((case, other, conc))
+            if them:
+                row[f"rps_vs_{other}_of_medians"] = round(mf["rps"] / them["rps"], 2)
         rows.append(row)
     return rows
 
@@ -342,6 +349,12 @@ def print_report(results: list[dict[str, Any]], ratio_rows: list[dict[str, Any]]
         cells = [row.get(key, "-") for key in _RATIO_KEYS]
         print(f"| {row['case']} | {row['concurrency']} | " + " | ".join(map(str, cells)) + " |")
     print()
+    print("| case | conc | req/s vs azmlinfsrv (of medians) | req/s vs bare (of medians) |")
+    print("|---|---:|---:|---:|")
+    for row in ratio_rows:
+        cells = [row.get(key, "-") for key in _RATIO_KEYS_MEDIANS]
+        print(f"| {row['case']} | {row['concurrency']} | " + " | ".join(map(str, cells)) + " |")
+    print()
     for row in ratio_rows:
         if row["concurrency"] != 8 or any(key not in row for key in _RATIO_KEYS[:3]):
             continue
@@ -357,6 +370,7 @@ def print_report(results: list[dict[str, Any]], ratio_rows: list[dict[str, Any]]
         )
 
 
+_RATIO_KEYS_MEDIANS = ("rps_vs_azmlinfsrv_of_medians", "rps_vs_bare_of_medians")
 _RATIO_KEYS = (
     "rps_vs_azmlinfsrv",
     "p99_vs_azmlinfsrv",
@@ -434,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, **THREAD_ENV, "AZUREML_MODEL_DIR": str(model_dir)}
     env.pop("MODELFORM_AUTH_KEY", None)
 
+    machine = machine_info(args.workers)  # at the start: the commit measured
     raw: list[dict[str, Any]] = []
     commands: dict[str, str] = {}
     for case in cases:
@@ -485,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     print_report(results, ratio_rows)
     out = args.out or cache / f"runtime-{stamp}.json"
     report = {
-        "machine": machine_info(args.workers),
+        "machine": machine,
         "duration_s": args.duration,
         "body_bytes": len(body),
         "server_commands": commands,
