@@ -113,8 +113,9 @@ def _syntax_error(file: str, text: str, err: yaml.YAMLError) -> DiagnosticError:
             hint = "remove the extra '---' line"
         elif err.context:
             problem = f"{problem} ({err.context}"
-            if err.context_mark is not None and err.context_mark.line != err.problem_mark.line:
-                problem += f" started at line {err.context_mark.line + 1}"
+            started, at = err.context_mark, err.problem_mark
+            if started is not None and at is not None and started.line != at.line:
+                problem += f" started at line {started.line + 1}"
             problem += ")"
         mark = err.problem_mark or err.context_mark
         if hint is None and mark is not None and _after_dollar(text, mark.index):
