@@ -63,6 +63,20 @@ class Project:
             env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
         )
 
+    def cleanup(self) -> None:
+        """Destroy what the test made even when it failed half-way: a lock left
+        by a CLI the test killed is removed first, and any server still running
+        for this project is stopped."""
+        lock = self.state_file.with_name(self.state_file.name + ".lock")
+        if lock.exists():
+            lock_id = json.loads(lock.read_text()).get("id", "")
+            self.run("force-unlock", lock_id)
+        self.run("destroy", "-auto-approve")
+        from modelform.providers.local_process import find, stop
+
+        for f in find(self.root.resolve()):
+            stop(f.pid, f.started)
+
     @property
     def state_file(self) -> Path:
         return self.root / ".modelform" / "state.json"

@@ -67,7 +67,7 @@ def test_second_apply_waits_for_the_lock_then_names_the_holder(tmp_path: Path) -
     finally:
         if first.poll() is None:
             first.kill()
-        p.run("destroy", "-auto-approve")
+        p.cleanup()
     assert our_processes(p.root) == set()
 
 
@@ -111,7 +111,7 @@ def test_cli_killed_mid_apply_leaves_nothing_unknown(tmp_path: Path) -> None:
         assert len(pids) == 20
         assert our_processes(p.root) == pids  # no process unknown to state
     finally:
-        p.run("destroy", "-auto-approve")
+        p.cleanup()
     assert our_processes(p.root) == set()
 
 
@@ -132,5 +132,5 @@ def test_ctrl_c_lets_steps_in_flight_finish_and_saves_state(tmp_path: Path) -> N
         assert our_processes(p.root) == {r["attributes"]["pid"] for r in services.values()}
         assert not p.state_file.with_name("state.json.lock").exists()
     finally:
-        p.run("destroy", "-auto-approve")
+        p.cleanup()
     assert our_processes(p.root) == set()
