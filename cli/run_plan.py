@@ -103,9 +103,7 @@ def apply_cmd(
         if plan_file is not None:
             plan = load_plan(plan_file)
             _check_saved(plan, state, ws)
-            from modelform.engine.resources import desired_nodes as nodes_of
-
-            run.nodes = nodes_of(ws.config)
+            run.nodes = desired_nodes(ws.config)
         else:
             plan = make_plan(
                 run, to_records(state), mode=mode, do_refresh=refresh, targets=targets,

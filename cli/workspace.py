@@ -13,14 +13,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from modelform.engine.config import Config
 from modelform.engine.loader import load
 from modelform.engine.planner import Records, Run
 from modelform.engine.registry import Registry
 from modelform.state import State, load_backend
-from modelform.state.model import ResourceState
 
 DEFAULT_FILE = "modelform.yaml"
 WORK_DIR = ".modelform"
@@ -94,19 +92,3 @@ def to_records(state: State | None) -> Records:
     if state is None:
         return {}
     return {a: r.to_json() for a, r in state.resources.items()}
-
-
-def to_state(records: Records, lineage: str, prior: State | None) -> State:
-    resources = {a: ResourceState.from_json(r) for a, r in records.items()}
-    if prior is None:
-        return State.new(lineage=lineage, resources=resources)
-    return prior.with_resources(resources)
-
-
-def record_summary(rec: dict[str, Any]) -> str:
-    attrs = rec.get("attributes", {})
-    bits = [rec.get("provider", "")]
-    for k in ("ref", "url", "status"):
-        if attrs.get(k):
-            bits.append(str(attrs[k]))
-    return "  ".join(bits)

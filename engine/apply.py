@@ -13,13 +13,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import networkx as nx
 
 from modelform.engine.plan import Change, Mode, Plan
 from modelform.engine.planner import Records, Run, resolve_node
 from modelform.engine.provider import Action, ProviderError
+from modelform.engine.resources import record
 from modelform.engine.servicetest import run_service_test
 from modelform.engine.walk import Walker
 
@@ -104,20 +104,6 @@ def change_graph(plan: Plan) -> nx.DiGraph:
     return g
 
 
-def _record(change: Change, attrs: dict[str, Any], run: Run) -> dict[str, Any]:
-    node = run.nodes[change.address]
-    return {
-        "address": change.address,
-        "type": change.type,
-        "name": change.name,
-        "provider": change.provider,
-        "attributes": attrs,
-        "digests": dict(node.digests),
-        "dependencies": sorted(node.depends_on),
-        "status": attrs.get("status"),
-    }
-
-
 def apply_plan(
     run: Run,
     plan: Plan,
@@ -159,7 +145,7 @@ def apply_plan(
                 prior = records.get(addr, {}).get("attributes")
                 attrs = provider.apply(change.action, resource, prior, ctx)
                 with lock:
-                    records[addr] = _record(change, attrs, run)
+                    records[addr] = record(run.nodes[addr], change.provider, attrs)
                     persist_records()
                 if change.type == "service" and resource.config.get("test"):
                     events(addr, "log", "running the service's test request")

@@ -18,14 +18,14 @@ import networkx as nx
 
 from modelform.engine import graph as graphs
 from modelform.engine import references
-from modelform.engine.config import DEFAULT_TARGET, Config
+from modelform.engine.config import DEFAULT_TARGET, SECTIONS, Config
 from modelform.engine.decide import changed_keys, decide
 from modelform.engine.diagnostics import Diagnostic, DiagnosticError
 from modelform.engine.digests import digest_json
 from modelform.engine.plan import Change, Drift, Mode, Plan
 from modelform.engine.provider import Action, Context, Provider, Resource
 from modelform.engine.registry import Registry
-from modelform.engine.resources import Node, desired_nodes
+from modelform.engine.resources import Node, address, desired_nodes, record
 from modelform.engine.targetcheck import check_targets
 from modelform.engine.values import UNKNOWN
 
@@ -63,8 +63,6 @@ class Run:
 def _ref_value(
     ref: references.Ref, known: Records, node: Node, config: Config, section: str
 ) -> Any:
-    from modelform.engine.resources import address
-
     dep = address(ref.section, ref.name)
     attrs = known.get(dep)
     if attrs is None:
@@ -82,8 +80,6 @@ def _ref_value(
 
 def resolve_node(node: Node, known: Records, config: Config, run: Run) -> tuple[Resource, Context]:
     """The node's resource with references resolved from ``known`` attributes."""
-    from modelform.engine.config import SECTIONS
-
     section = next(s for s, t in SECTIONS.items() if t == node.type)
     resolved = references.resolve(
         node.config, lambda ref: _ref_value(ref, known, node, config, section)
@@ -159,11 +155,7 @@ def discover(
                 continue
             node = run.nodes.get(addr)
             if known is None and node is not None and found.get("complete"):
-                refreshed[addr] = {
-                    "address": addr, "type": node.type, "name": node.name, "provider": kind,
-                    "attributes": attrs, "digests": node.digests,
-                    "dependencies": sorted(node.depends_on), "status": attrs.get("status"),
-                }  # fmt: skip
+                refreshed[addr] = record(node, kind, attrs)
                 adopted.append(Drift(addr, "adopted", None, attrs))
                 continue
             ident = attrs.get("id") or attrs.get("pid") or "?"

@@ -110,3 +110,18 @@ def desired_nodes(config: Config, *, with_digests: bool = True) -> dict[str, Nod
                 node.digests = digests.of(section, body)
             nodes[addr] = node
     return nodes
+
+
+def record(node: Node, provider: str, attributes: dict[str, Any]) -> dict[str, Any]:
+    """The state record of ``node`` now real with ``attributes`` (the shape
+    the state package stores: modelform.state.ResourceState)."""
+    return {
+        "address": node.address,
+        "type": node.type,
+        "name": node.name,
+        "provider": provider,
+        "attributes": attributes,
+        "digests": dict(node.digests),
+        "dependencies": sorted(node.depends_on),
+        "status": attributes.get("status"),
+    }
