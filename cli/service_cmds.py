@@ -223,4 +223,4 @@ def register_serve(app: typer.Typer) -> None:
         """Serve a score.py: --entry-script F [--model-dir D] [--port N] [--workers N] ..."""
         from modelform.runtime import main as runtime_main
 
-        raise typer.Exit(runtime_main(list(ctx.args)) or 0)
+        raise typer.Exit(runtime_main(list(ctx.args), prog="modelform serve") or 0)
