@@ -108,7 +108,9 @@ def refresh(run: Run, prior: Records) -> tuple[Records, list[Drift]]:
 
     def read(item: tuple[str, dict[str, Any]]) -> tuple[str, dict[str, Any] | None]:
         addr, rec = item
-        ctx = run.context(addr, rec.get("target"))
+        # Records carry no target: a provider keeps what refresh needs of its
+        # target (a Docker host, say) in the resource's own attributes.
+        ctx = run.context(addr)
         return addr, run.provider(rec["provider"]).read(dict(rec["attributes"]), ctx)
 
     items = list(prior.items())
