@@ -71,13 +71,19 @@ def test_daemon_inherits_neither_lock_nor_caller_output(layout: Layout) -> None:
     with Lock(layout.root / "lock"):
         pid = daemon.start(["sh", "-c", "echo to-the-log; exec sleep 300"])
     try:
-        targets = {os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()}
-        assert str(layout.root / "lock") not in targets
-        assert targets == {"/dev/null", str(daemon.log)}  # stdin, stdout+stderr only
         deadline = time.monotonic() + 5
         while "to-the-log" not in daemon.log.read_text() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert "to-the-log" in daemon.log.read_text()
+        # Look at the descriptors once the shell has exec'd sleep: while sh is
+        # still running it opens and closes descriptors of its own.
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        while not cmdline.read_bytes().startswith(b"sleep") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert cmdline.read_bytes().startswith(b"sleep")
+        targets = {os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()}
+        assert str(layout.root / "lock") not in targets
+        assert targets == {"/dev/null", str(daemon.log)}  # stdin, stdout+stderr only
         # The lock was released when the block ended, although the daemon still runs.
         with Lock(layout.root / "lock"):
             pass
