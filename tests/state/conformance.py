@@ -274,17 +274,7 @@ def test_a_writer_killed_mid_write_leaves_the_old_or_the_new_state(
     rng = random.Random(7)
     last = 1
     for _ in range(10):
-        ready = workers.CTX.Event()
-        child = workers.CTX.Process(
-            target=workers.write_big_states, args=(backend_spec, lineage, ready, 300, 2048)
-        )
-        child.start()
-        try:
-            assert ready.wait(60)
-            time.sleep(rng.uniform(0.0, 0.4))
-        finally:
-            os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
-            child.join(30)
+        workers.kill_writer_mid_run(backend_spec, lineage, 300, 2048, rng, 0.4)
         state = backend.read()  # never missing, never unparsable
         assert state is not None and state.lineage == lineage
         workers.assert_coherent(state)

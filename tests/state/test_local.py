@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import socket
 import stat
 import time
@@ -152,17 +151,7 @@ def test_kills_that_land_mid_write_leave_old_or_new_and_the_backup_one_before(
     rng = random.Random(11)
     mid_write = 0
     for _ in range(40):
-        ready = workers.CTX.Event()
-        child = workers.CTX.Process(
-            target=workers.write_big_states, args=(spec, lineage, ready, 400, 2560)
-        )
-        child.start()
-        try:
-            assert ready.wait(60)
-            time.sleep(rng.uniform(0.0, 0.3))
-        finally:
-            os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
-            child.join(30)
+        workers.kill_writer_mid_run(spec, lineage, 400, 2560, rng, 0.3)
         mid_write += bool(temps(tmp_path))
         state = backend.read()
         assert state is not None

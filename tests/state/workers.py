@@ -7,6 +7,9 @@ modelform process would.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import random
+import signal
 import time
 from typing import Any
 
@@ -81,6 +84,22 @@ def write_big_states(spec: Any, lineage: str, ready: Any, count: int, blob: int)
         serial = stored.serial if stored else 0
         backend.write(big_state(lineage, serial, serial + 1, count, blob))
         ready.set()
+
+
+def kill_writer_mid_run(
+    spec: Any, lineage: str, count: int, blob: int, rng: random.Random, max_delay: float
+) -> None:
+    """Start a child writing big states in a loop and SIGKILL it at a random
+    moment once it has started: the crash the atomic write must survive."""
+    ready = CTX.Event()
+    child = CTX.Process(target=write_big_states, args=(spec, lineage, ready, count, blob))
+    child.start()
+    try:
+        assert ready.wait(60)
+        time.sleep(rng.uniform(0.0, max_delay))
+    finally:
+        os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        child.join(30)
 
 
 def assert_coherent(state: State) -> None:
