@@ -13,7 +13,7 @@ from modelform.cli.workspace import Workspace, to_records
 from modelform.engine.apply import apply_plan
 from modelform.engine.diagnostics import Diagnostic, DiagnosticError
 from modelform.engine.exitcodes import Exit
-from modelform.engine.plan import Mode, Plan
+from modelform.engine.plan import Mode, Plan, summarize
 from modelform.engine.planjson import plan_from_json, plan_json
 from modelform.engine.planner import inputs_digest, make_plan
 from modelform.engine.resources import desired_nodes
@@ -123,16 +123,8 @@ def apply_cmd(
             result = apply_plan(run, plan, writer.submit, events=view.event)
         finally:
             writer.flush()
-        counts = {"add": 0, "change": 0, "destroy": 0}
         changes = {c.address: c for c in plan.actionable}
-        for addr in result.done:
-            a = changes[addr].action.value
-            if a in ("create", "replace"):
-                counts["add"] += 1
-            if a in ("delete", "replace"):
-                counts["destroy"] += 1
-            if a == "update":
-                counts["change"] += 1
+        counts = summarize(changes[addr] for addr in result.done)
         view.applied(counts, result.ok, result.failed, result.logs, result.skipped,
                      result.cancelled)  # fmt: skip
     if result.interrupted:

@@ -8,6 +8,7 @@ them, :mod:`modelform.engine.planfile` saves them.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -76,16 +77,21 @@ class Plan:
         return bool(self.actionable)
 
     def counts(self) -> dict[str, int]:
-        out = {"add": 0, "change": 0, "destroy": 0, "replace": 0}
-        for c in self.actionable:
-            if c.action is Action.CREATE:
-                out["add"] += 1
-            elif c.action is Action.UPDATE:
-                out["change"] += 1
-            elif c.action is Action.DELETE:
-                out["destroy"] += 1
-            elif c.action is Action.REPLACE:
-                out["replace"] += 1
-                out["add"] += 1
-                out["destroy"] += 1
-        return out
+        return summarize(self.actionable)
+
+
+def summarize(changes: Iterable[Change]) -> dict[str, int]:
+    """Terraform's summary counts: a replace is one add and one destroy too."""
+    out = {"add": 0, "change": 0, "destroy": 0, "replace": 0}
+    for c in changes:
+        if c.action is Action.CREATE:
+            out["add"] += 1
+        elif c.action is Action.UPDATE:
+            out["change"] += 1
+        elif c.action is Action.DELETE:
+            out["destroy"] += 1
+        elif c.action is Action.REPLACE:
+            out["replace"] += 1
+            out["add"] += 1
+            out["destroy"] += 1
+    return out
