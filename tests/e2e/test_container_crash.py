@@ -71,6 +71,9 @@ def test_cli_killed_mid_apply_leaves_no_unknown_container(
             time.sleep(0.05)
         cli.send_signal(signal.SIGKILL)
         cli.wait(timeout=10)
+        # A create the CLI sent just before it died still completes in dockerd:
+        # let that settle before listing, or the container appears afterwards.
+        time.sleep(1.0)
         running = {c.id: c.labels["modelform.address"] for c in labelled(docker_client, p.root)}
         known = state_container_ids(p)
         unknown = {cid: addr for cid, addr in running.items() if cid not in known}
