@@ -11,7 +11,9 @@ Mapping keys are always strings: a key is the text the user wrote (so
 ``8080:`` is ``"8080"``, not an int). Scalars other than str, int, float,
 bool and null (timestamps, binary) are kept as the text written, so the
 data is always plain JSON. Merge keys (``<<: *base``) and aliases work;
-recursive aliases are an error.
+recursive aliases are an error, and so are aliases that would make more than
+``yaml_aliases.ALIAS_BUDGET`` values in all (a "billion laughs" file), reported
+at the alias that goes past it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from modelform.engine.diagnostics import DiagnosticError, Pos
+from modelform.engine.yaml_aliases import AliasBudget, AliasesUnplaced, compose_marked
 
 Path_ = tuple[str | int, ...]
 
@@ -145,28 +148,49 @@ def compose(text: str, file: str) -> Node | None:
 
 
 class _Builder:
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, aliases: AliasBudget) -> None:
         self.file = file
         self.src = Source(file, None)
         self.constructor = SafeConstructor()
         self.active: set[int] = set()
+        self.aliases = aliases
+        #: Nodes met so far outside any alias: meeting one again is an alias.
+        self.seen: set[int] = set()
+        self.in_alias = False
 
     def pos(self, node: Node) -> Pos:
         return mark_pos(self.file, node.start_mark)
 
     def build(self, node: Node, path: Path_) -> Any:
+        if self.in_alias:
+            return self.make(node, path)  # counted with the alias it is part of
+        key = id(self.aliases.original(node))
+        if key not in self.seen:
+            self.seen.add(key)
+            return self.make(node, path)
+        self.aliases.spend(node)
+        self.in_alias = True
+        try:
+            return self.make(node, path)
+        finally:
+            self.in_alias = False
+
+    def make(self, node: Node, path: Path_) -> Any:
         if isinstance(node, ScalarNode):
             return self.scalar(node, path)
-        if id(node) in self.active:
-            raise DiagnosticError.at("an alias refers to itself (recursive anchor)", self.pos(node))
-        self.active.add(id(node))
+        original = self.aliases.original(node)
+        if id(original) in self.active:
+            raise DiagnosticError.at(
+                "an alias refers to itself (recursive anchor)", self.pos(original)
+            )
+        self.active.add(id(original))
         try:
             if isinstance(node, SequenceNode):
                 return [self.child(item, path + (i,)) for i, item in enumerate(node.value)]
             assert isinstance(node, MappingNode)
             return self.mapping(node, path)
         finally:
-            self.active.discard(id(node))
+            self.active.discard(id(original))
 
     def child(self, node: Node, path: Path_, key: Node | None = None) -> Any:
         vpos = self.pos(node)
@@ -269,7 +293,15 @@ def parse(text: str, file: str) -> Source:
     An empty document gives ``Source.data is None``.
     """
     node = compose(text, file)
-    builder = _Builder(file)
+    try:
+        return _build(node, _Builder(file, AliasBudget(file)))
+    except AliasesUnplaced:
+        # Only the composer that marks aliases can say where the one was.
+        marked, marks = compose_marked(text)
+        return _build(marked, _Builder(file, AliasBudget(file, marks)))
+
+
+def _build(node: Node | None, builder: _Builder) -> Source:
     if node is not None:
         builder.src.positions[()] = builder.pos(node)
         builder.src.value_positions[()] = builder.pos(node)
