@@ -16,7 +16,6 @@ from modelform.engine.exitcodes import Exit
 from modelform.engine.plan import Mode, Plan, summarize
 from modelform.engine.planjson import plan_from_json, plan_json
 from modelform.engine.planner import inputs_digest, make_plan
-from modelform.engine.resources import desired_nodes
 from modelform.engine.views import View
 from modelform.state import State
 
@@ -74,7 +73,7 @@ def _check_saved(plan: Plan, state: State | None, ws: Workspace) -> None:
                 hint="run modelform plan again",
             )
         )
-    now = inputs_digest(ws.config, desired_nodes(ws.config))
+    now = inputs_digest(ws.config, ws.run(state).desired())
     if now != plan.inputs_digest:
         raise DiagnosticError(
             Diagnostic(
@@ -103,7 +102,7 @@ def apply_cmd(
         if plan_file is not None:
             plan = load_plan(plan_file)
             _check_saved(plan, state, ws)
-            run.nodes = desired_nodes(ws.config)
+            run.desired()
         else:
             plan = make_plan(
                 run, to_records(state), mode=mode, do_refresh=refresh, targets=targets,

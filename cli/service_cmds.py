@@ -11,14 +11,12 @@ from typing import Annotated
 import typer
 
 from modelform.cli.common import guarded, make_view, workspace
-from modelform.cli.workspace import to_records
+from modelform.cli.workspace import record_context, to_records
 from modelform.engine import graph as graphs
 from modelform.engine.diagnostics import Diagnostic, DiagnosticError
 from modelform.engine.exitcodes import Exit
-from modelform.engine.modelstore import ModelStore
-from modelform.engine.resources import desired_nodes
+from modelform.engine.modelstore import open_store
 from modelform.engine.servicetest import post_score
-from modelform.engine.targetcheck import check_targets
 from modelform.engine.views import View
 
 Json = Annotated[bool, typer.Option("--json", "-json", help="Machine-readable output.")]
@@ -50,9 +48,8 @@ def register(app: typer.Typer) -> None:
 
         def body() -> int:
             ws = workspace(view, var, var_file)
-            nodes = desired_nodes(ws.config)
+            nodes = ws.run(None).desired()
             graphs.build(nodes)
-            check_targets(ws.config, ws.registry)
             for node in nodes.values():
                 ws.registry.get(node.provider)
             view.data({"valid": True, "resources": len(nodes)},
@@ -90,9 +87,16 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def schema() -> None:
         """Print the project file's JSON Schema (for editors)."""
-        from modelform.engine.schema import schema_text
+        from modelform.engine.kinds import full_schema_text
+        from modelform.engine.registry import Registry, catalog
 
-        typer.echo(schema_text())
+        view = make_view(False)
+
+        def body() -> int:
+            typer.echo(full_schema_text(catalog(Registry())), nl=False)
+            return Exit.OK
+
+        guarded(view, body)
 
     @app.command()
     def graph(var: Var = None, var_file: VarFile = None) -> None:
@@ -101,7 +105,7 @@ def register(app: typer.Typer) -> None:
 
         def body() -> int:
             ws = workspace(view, var, var_file)
-            typer.echo(graphs.to_dot(graphs.build(desired_nodes(ws.config))), nl=False)
+            typer.echo(graphs.to_dot(graphs.build(ws.run(None).desired())), nl=False)
             return Exit.OK
 
         guarded(view, body)
@@ -116,10 +120,12 @@ def register(app: typer.Typer) -> None:
             state = ws.read_state()
             run = ws.run(state)
             rows = []
-            for addr, rec in sorted(to_records(state).items()):
+            records = to_records(state)
+            for addr, rec in sorted(records.items()):
                 if rec["type"] != "service":
                     continue
-                live = ws.registry.get(rec["provider"]).read(rec["attributes"], run.context(addr))
+                ctx = record_context(run, rec, records)
+                live = ws.registry.get(rec["provider"]).read(rec["attributes"], ctx)
                 st = (live or {}).get("status") if live else "Gone"
                 rows.append({"address": addr, "provider": rec["provider"],
                              "url": rec["attributes"].get("url"), "status": st,
@@ -169,7 +175,9 @@ def register(app: typer.Typer) -> None:
         def body() -> int:
             rec, ws = _service_record(view, service)
             provider = ws.registry.get(rec["provider"])  # type: ignore[attr-defined]
-            ctx = ws.run(ws.read_state()).context(rec["address"])  # type: ignore[attr-defined]
+            state = ws.read_state()  # type: ignore[attr-defined]
+            run = ws.run(state)  # type: ignore[attr-defined]
+            ctx = record_context(run, rec, to_records(state))  # type: ignore[arg-type]
             typer.echo(provider.logs(rec["address"], rec["attributes"], ctx, tail))
             return Exit.OK
 
@@ -181,7 +189,8 @@ def register(app: typer.Typer) -> None:
         view = make_view(json_out)
 
         def body() -> int:
-            store = ModelStore(workspace(view).work_dir / "models")
+            ws = workspace(view)
+            store = open_store(ws.config.model_store, ws.config.dir)
             versions = [v for n in store.names() for v in store.versions(n)]
             rows = [
                 {"ref": v.ref, "digest": v.digest, "tags": v.tags, "description": v.description}
@@ -199,7 +208,8 @@ def register(app: typer.Typer) -> None:
         view = make_view(json_out)
 
         def body() -> int:
-            store = ModelStore(workspace(view).work_dir / "models")
+            ws = workspace(view)
+            store = open_store(ws.config.model_store, ws.config.dir)
             name, _, ver = ref.partition(":")
             versions = store.versions(name)
             found = [v for v in versions if not ver or str(v.version) == ver]

@@ -13,11 +13,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from modelform.engine.config import Config
 from modelform.engine.loader import load
 from modelform.engine.planner import Records, Run
-from modelform.engine.registry import Registry
+from modelform.engine.provider import Context
+from modelform.engine.registry import Registry, catalog
 from modelform.state import State, load_backend
 
 DEFAULT_FILE = "modelform.yaml"
@@ -59,7 +61,9 @@ class Workspace:
     @property
     def config(self) -> Config:
         if self._config is None:
-            self._config = load(self.file, self.opts.var, self.opts.var_file, os.environ)
+            self._config = load(
+                self.file, self.opts.var, self.opts.var_file, os.environ, catalog(self.registry)
+            )
         return self._config
 
     def read_state(self) -> State | None:
@@ -86,6 +90,18 @@ class Workspace:
             yield
         finally:
             self.backend.unlock(info.id)
+
+
+def record_context(run: Run, rec: dict[str, Any], records: Records) -> Context:
+    """The provider context of a recorded resource: where it lives, its type
+    and children (status, logs and the like read it outside a plan)."""
+    from modelform.engine.planner import record_target
+    from modelform.engine.resources import children_of
+
+    run.desired()
+    kids = {n: r["attributes"] for n, r in children_of(records, rec["address"]).items()}
+    target = record_target(run, rec["address"], rec)
+    return run.context(rec["address"], target, rec.get("type", ""), kids)
 
 
 def to_records(state: State | None) -> Records:

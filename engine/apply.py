@@ -1,26 +1,43 @@
 """apply(plan) → new state, persisted after every resource.
 
 The changes of a plan are walked in parallel in dependency order (deletes
-in reverse order). Each step re-resolves its resource from the attributes
-now real (a service URL known only after its create), asks the provider
-to act, records the result and persists the state at once, so a crash
-loses at most the steps in flight. A failure skips only its dependents.
+in reverse order). Each step is bound to the plan: the resource is resolved
+again from the attributes now real, and where the plan still had values
+"known after apply" the provider proposes once more and must agree with
+every value the plan showed (Terraform's "final plan"); the provider then
+carries out that planned change, and what it returns must match every known
+planned value. The provider's check (health, the ``test:`` request) runs
+next: an object that exists but fails it, or that an interrupt caught
+before its check, is recorded *tainted* and replaced by the next plan.
+State is persisted after every step, so a crash loses at most the steps in
+flight. A failure skips only its dependents.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import networkx as nx
 
 from modelform.engine.plan import Change, Mode, Plan
 from modelform.engine.planner import Records, Run, resolve_node
-from modelform.engine.provider import Action, ProviderError
-from modelform.engine.resources import record
-from modelform.engine.servicetest import run_service_test
+from modelform.engine.provider import (
+    Action,
+    Applied,
+    ApplyRequest,
+    Child,
+    Context,
+    ProviderError,
+    Resource,
+    ServiceStatus,
+)
+from modelform.engine.resources import child_record, children_of, record
+from modelform.engine.values import is_known
 from modelform.engine.walk import Walker
 
 #: Called with (address, event, detail): "start", "done", "failed", "log".
@@ -104,6 +121,44 @@ def change_graph(plan: Plan) -> nx.DiGraph:
     return g
 
 
+def _known_keys(planned: dict[str, Any]) -> list[str]:
+    return [k for k, v in planned.items() if is_known(v)]
+
+
+def _mismatch(planned: dict[str, Any], got: dict[str, Any]) -> list[str]:
+    return [k for k in _known_keys(planned) if got.get(k) != planned[k]]
+
+
+def _show(v: Any) -> str:
+    return json.dumps(v, sort_keys=True, default=repr)
+
+
+def final_plan(
+    run: Run, change: Change, resource: Resource, prior: dict[str, Any] | None, ctx: Context
+) -> tuple[dict[str, Any], dict[str, Child]]:
+    """The planned attributes and children apply carries out: the plan's own
+    when it knew everything, else the provider's proposal now that the
+    inputs are real, which must agree with every value the plan showed."""
+    planned = change.after or {}
+    children = {
+        c.name: Child(c.type, dict(c.after), set(c.requires_replace))
+        for c in change.children
+        if c.after is not None
+    }
+    if is_known(planned) and all(is_known(c.attributes) for c in children.values()):
+        return dict(planned), children
+    proposal = run.provider(change.provider).plan(resource, prior, ctx)
+    bad = _mismatch(planned, proposal.planned)
+    if bad:
+        k = bad[0]
+        raise ProviderError(
+            f"provider {change.provider} produced an inconsistent final plan for "
+            f"{change.address}: {k} was {_show(planned[k])} in the plan, now "
+            f"{_show(proposal.planned.get(k))}; this is a bug in the provider",
+        )
+    return proposal.planned, proposal.children
+
+
 def apply_plan(
     run: Run,
     plan: Plan,
@@ -121,37 +176,101 @@ def apply_plan(
     changes = {c.address: c for c in plan.actionable}
     in_flight: dict[str, float] = {}
 
+    def save(
+        node_addr: str, provider: str, attrs: dict[str, Any], children: dict[str, Child],
+        target: dict[str, Any], tainted: bool,
+    ) -> None:  # fmt: skip
+        node = run.nodes[node_addr]
+        with lock:
+            for child in children_of(records, node_addr):
+                records.pop(f"{node_addr}/{child}", None)
+            records[node_addr] = record(node, provider, attrs, target=target, tainted=tainted)
+            for name, child in children.items():
+                if child.type == node_addr.split(".", 1)[0]:
+                    raise ProviderError(
+                        f"provider {provider} gave {node_addr}/{name} the type {child.type!r} "
+                        "of its parent: a child object needs a type of its own"
+                    )
+                records[f"{node_addr}/{name}"] = child_record(
+                    node_addr, name, provider, child.type, child.attributes, target=target,
+                    tainted=tainted,
+                )  # fmt: skip
+            persist_records()
+
+    def delete(change: Change) -> None:
+        provider = run.provider(change.provider)
+        real = change.address.split("~orphan-", 1)[0]
+        kids = {c.name: c.before or {} for c in change.children}
+        ctx = run.context(real, change.target, change.type, kids)
+        provider.delete(real, change.before or {}, ctx)
+        if not change.orphan:
+            with lock:
+                for child in children_of(records, change.address):
+                    records.pop(f"{change.address}/{child}", None)
+                records.pop(change.address, None)
+                persist_records()
+
+    def make(change: Change) -> str | None:
+        """Create, update or replace; returns the step's note, if any."""
+        addr = change.address
+        provider = run.provider(change.provider)
+        with lock:
+            known = {a: r["attributes"] for a, r in records.items()}
+            prior_kids = {n: r["attributes"] for n, r in children_of(records, addr).items()}
+        resource, ctx = resolve_node(run.nodes[addr], known, run.config, run)
+        ctx.children = prior_kids
+        prior = records.get(addr, {}).get("attributes")
+        planned, planned_kids = final_plan(run, change, resource, prior, ctx)
+        req = ApplyRequest(change.action, resource, prior, planned, prior_kids, planned_kids)
+        try:
+            applied = provider.apply(req, ctx)
+        except ProviderError as e:
+            if e.attributes is not None:  # it exists, unchecked: tainted
+                save(addr, change.provider, e.attributes, e.children, ctx.target, True)
+            raise
+        if not isinstance(applied, Applied):
+            raise ProviderError(
+                f"provider {change.provider} returned {type(applied).__name__} from apply(), "
+                "not modelform.plugin.Applied"
+            )
+        bad = _mismatch(planned, applied.attributes)
+        if bad:
+            save(addr, change.provider, applied.attributes, applied.children, ctx.target, True)
+            k = bad[0]
+            raise ProviderError(
+                f"provider {change.provider} produced an inconsistent result for {addr}: "
+                f"{k} is {_show(applied.attributes.get(k))}, the plan said {_show(planned[k])}"
+            )
+        try:
+            check = provider.check(req, applied, ctx)
+        except ProviderError:
+            save(addr, change.provider, applied.attributes, applied.children, ctx.target, True)
+            raise
+        if not check.ok:
+            status = check.status or ServiceStatus.UNHEALTHY.value
+            attrs = {**applied.attributes, "status": status}
+            save(addr, change.provider, attrs, applied.children, ctx.target, True)
+            raise ProviderError(
+                f"check failed: {check.message or status} (recorded as tainted: the next plan "
+                "replaces it)",
+                log=check.log,
+            )
+        save(addr, change.provider, applied.attributes, applied.children, ctx.target, False)
+        return None
+
     def step(addr: str) -> None:
         change = changes[addr]
-        provider = run.provider(change.provider)
         events(addr, "start", change.action.value)
         t0 = time.monotonic()
         with lock:
             in_flight[addr] = t0
         try:
             if change.action is Action.DELETE:
-                ctx = run.context(addr)
-                real = addr.split("~orphan-", 1)[0]
-                provider.delete(real, change.before or {}, ctx)
-                if not change.orphan:
-                    with lock:
-                        records.pop(addr, None)
-                        persist_records()
+                delete(change)
             else:
-                with lock:
-                    known = {a: r["attributes"] for a, r in records.items()}
-                node = run.nodes[addr]
-                resource, ctx = resolve_node(node, known, run.config, run)
-                prior = records.get(addr, {}).get("attributes")
-                attrs = provider.apply(change.action, resource, prior, ctx)
-                with lock:
-                    records[addr] = record(run.nodes[addr], change.provider, attrs)
-                    persist_records()
-                if change.type == "service" and resource.config.get("test"):
-                    events(addr, "log", "running the service's test request")
-                    run_service_test(resource.config["test"], attrs)
+                make(change)
         except ProviderError as e:
-            if e.status and addr in records and change.action is not Action.DELETE:
+            if e.status and e.attributes is None and addr in records:
                 with lock:
                     rec = records[addr]
                     attrs = {**rec["attributes"], "status": e.status}

@@ -55,6 +55,8 @@ class Config:
     environments: dict[str, dict[str, Any]] = field(default_factory=dict)
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
     services: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: ``model_store:`` as written (kind and options; defaults filled).
+    model_store: dict[str, Any] = field(default_factory=dict)
     positions: dict[Path_, Pos] = field(default_factory=dict)
 
     @property

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from modelform.engine.provider import Action, Proposal
+from modelform.engine.provider import Action, Child, Proposal
 from modelform.engine.values import UNKNOWN, is_known
 
 
@@ -36,26 +36,62 @@ def _show(v: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def decide(
-    prior: dict[str, Any] | None, proposal: Proposal, force_replace: bool = False
-) -> tuple[Action, list[str], list[str]]:
-    """(action, changed keys, reasons) for one resource that is in config."""
-    if prior is None:
-        return Action.CREATE, [], []
-    changed = changed_keys(prior, proposal.planned)
+def _reasons(
+    prior: dict[str, Any], planned: dict[str, Any], changed: list[str],
+    given: dict[str, str], replace_on: set[str],
+) -> list[str]:  # fmt: skip
     reasons: list[str] = []
     for k in changed:
-        why = (
-            proposal.reasons.get(k) or f"{k}: {_show(prior.get(k))} → {_show(proposal.planned[k])}"
-        )
-        if k in proposal.requires_replace:
+        why = given.get(k) or f"{k}: {_show(prior.get(k))} → {_show(planned[k])}"
+        if k in replace_on:
             why += f" ({k} forces replacement)"
         if why not in reasons:
             reasons.append(why)
-    if force_replace:
-        return Action.REPLACE, changed, [*reasons, "replacement requested with -replace"]
+    return reasons
+
+
+def decide_child(
+    prior: dict[str, Any] | None, planned: Child | None
+) -> tuple[Action, list[str], list[str]]:
+    """(action, changed keys, reasons) for one child object of a resource."""
+    if planned is None:
+        return (Action.NOOP, [], []) if prior is None else (Action.DELETE, [], ["no longer wanted"])
+    if prior is None:
+        return Action.CREATE, [], []
+    changed = changed_keys(prior, planned.attributes)
     if not changed:
         return Action.NOOP, [], []
+    reasons = _reasons(prior, planned.attributes, changed, {}, planned.requires_replace)
+    if set(changed) & planned.requires_replace:
+        return Action.REPLACE, changed, reasons
+    return Action.UPDATE, changed, reasons
+
+
+def decide(
+    prior: dict[str, Any] | None,
+    proposal: Proposal,
+    force_replace: bool = False,
+    tainted: str | None = None,
+    children_changed: bool = False,
+) -> tuple[Action, list[str], list[str]]:
+    """(action, changed keys, reasons) for one resource that is in config.
+
+    ``tainted`` (the reason) replaces a resource whose check failed after it
+    was made; ``children_changed`` updates a resource whose own attributes
+    are as planned but one of whose child objects is not.
+    """
+    if prior is None:
+        return Action.CREATE, [], []
+    changed = changed_keys(prior, proposal.planned)
+    reasons = _reasons(
+        prior, proposal.planned, changed, proposal.reasons, proposal.requires_replace
+    )
+    if force_replace:
+        return Action.REPLACE, changed, [*reasons, "replacement requested with -replace"]
+    if tainted is not None:
+        return Action.REPLACE, changed, [f"tainted: {tainted}", *reasons]
+    if not changed:
+        return (Action.UPDATE, [], []) if children_changed else (Action.NOOP, [], [])
     if set(changed) & proposal.requires_replace:
         return Action.REPLACE, changed, reasons
     return Action.UPDATE, changed, reasons

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from modelform.engine import references, schema, variables, yaml_positions
+from modelform.engine import kinds, references, schema, variables, yaml_positions
 from modelform.engine.config import DEFAULT_TARGET, SECTIONS, Config
 from modelform.engine.diagnostics import Diagnostic, DiagnosticError, Pos
 from modelform.engine.references import KEEP, Ref, ReferenceSyntaxError
@@ -316,8 +316,12 @@ def load(
     var_args: Iterable[str] = (),
     var_files: Iterable[str | os.PathLike[str]] = (),
     environ: Mapping[str, str] = os.environ,
+    catalog: kinds.Catalog | None = None,
 ) -> Config:
     """Read, validate and resolve variables of the project file at ``path``.
+
+    ``catalog`` gives the installed kinds whose options services and targets
+    are checked against (default: the providers installed here).
 
     Raises :class:`DiagnosticError` for every user error, never anything else.
     """
@@ -348,6 +352,12 @@ def load(
         + _check_paths(src, data, file.parent)
         + _check_services(src, data)
     )
+    if catalog is None:
+        from modelform.engine.registry import Registry
+        from modelform.engine.registry import catalog as make_catalog
+
+        catalog = make_catalog(Registry())
+    _fail(kinds.check(src, data, catalog))
     _move_resources(src, data)
     return Config(
         file=file,
@@ -358,5 +368,6 @@ def load(
         environments=data.get("environments", {}),
         targets=data.get("targets", {}),
         services=data.get("services", {}),
+        model_store=data.get("model_store") or {},
         positions=dict(src.positions),
     )

@@ -1,15 +1,27 @@
-"""The local model store: every registered version of every model.
+"""Where models live: the model-store interface, and the local store.
 
-Layout under the project's working folder::
+A store keeps every registered version of every model, immutable once
+written. State records a model version by URI (``local:ridge/2``), never by
+a path on one machine, so a fresh clone holding the state but not the store
+plans no change: the record names the version and its content digest, and
+the files are the store's business.
 
-    .modelform/models/<name>/<version>/<files...>
-    .modelform/models/<name>/<version>.json      # digest, tags, description, created
+The store is chosen in the project file (``model_store: {kind: local,
+path: .modelform/models}``; the default). The local store is this machine's
+folder: a version it lacks (a fresh clone, another machine) is not gone —
+:meth:`ModelStore.folder` registers it again from the project's source
+file when that file still has the recorded digest. An S3-compatible store is
+planned with remote state (the same interface; see docs/state.md).
+
+Layout of the local store::
+
+    <path>/<name>/<version>/<files...>
+    <path>/<name>/<version>.json      # digest, tags, description, created
 
 A version is a whole number that grows by one each time the model's content
-digest is new; a digest seen before keeps its version. Versions are never
-rewritten, so a service pinned to ``ridge:2`` serves exactly those bytes.
-Registration copies into a temporary folder and renames it into place, so
-a crash leaves either no version or a whole one.
+digest is new; a digest seen before keeps its version. Registration copies
+into a temporary folder and renames it into place, so a crash leaves either
+no version or a whole one.
 """
 
 from __future__ import annotations
@@ -22,6 +34,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from modelform.engine.digests import digest_path
+
+#: The store a project uses when it names none.
+DEFAULT_STORE = {"kind": "local", "path": ".modelform/models"}
 
 
 @dataclass(frozen=True)
@@ -39,13 +56,72 @@ class ModelVersion:
         return f"{self.name}:{self.version}"
 
 
-def model_folder(work_dir: Path, attrs: dict[str, Any]) -> Path:
-    """The folder of a model version, from the model's planned attributes
-    (``path`` is relative to the project's working folder)."""
-    return Path(work_dir) / str(attrs["path"])
+class StoreError(Exception):
+    """A model version that cannot be had; the message says what to do."""
 
 
 class ModelStore:
+    """The interface every store implements (the local one below)."""
+
+    #: URI scheme of this store's versions (``local``, later ``s3``).
+    scheme = ""
+
+    def uri(self, name: str, version: int) -> str:
+        return f"{self.scheme}:{name}/{version}"
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        raise NotImplementedError
+
+    def names(self) -> list[str]:
+        raise NotImplementedError
+
+    def get(self, name: str, version: int) -> ModelVersion | None:
+        raise NotImplementedError
+
+    def register(
+        self, name: str, version: int, digest: str, source: Path, tags: dict[str, str],
+        description: str,
+    ) -> ModelVersion:  # fmt: skip
+        raise NotImplementedError
+
+    def delete(self, name: str) -> None:
+        raise NotImplementedError
+
+    def find(self, name: str, digest: str) -> ModelVersion | None:
+        for v in self.versions(name):
+            if v.digest == digest:
+                return v
+        return None
+
+    def next_version(self, name: str, at_least: int = 1) -> int:
+        existing = [v.version for v in self.versions(name)]
+        return max([at_least - 1, *existing]) + 1
+
+    def folder(self, attrs: dict[str, Any], project_dir: Path) -> Path:
+        """A local folder holding the files of the model version ``attrs``
+        (a model's attributes) describes. A version this store lacks is
+        registered again from the project's source file when the file still
+        has the recorded digest; otherwise :class:`StoreError`."""
+        name, version, digest = str(attrs["name"]), int(attrs["version"]), str(attrs["digest"])
+        found = self.get(name, version)
+        if found is not None and found.digest == digest:
+            return found.path
+        source = project_dir / str(attrs.get("source", ""))
+        if found is None and source.exists() and digest_path(source) == digest:
+            meta = (dict(attrs.get("tags") or {}), str(attrs.get("description") or ""))
+            return self.register(name, version, digest, source, *meta).path
+        raise StoreError(
+            f"model {name}:{version} is not in the model store ({self.uri(name, version)}) and "
+            f"{attrs.get('source')} no longer has its content: run modelform apply to register "
+            "the current file"
+        )
+
+
+class LocalStore(ModelStore):
+    """This machine's folder of model versions."""
+
+    scheme = "local"
+
     def __init__(self, root: Path) -> None:
         self.root = root
 
@@ -83,15 +159,8 @@ class ModelStore:
             return self._read(name, version)
         return None
 
-    def find(self, name: str, digest: str) -> ModelVersion | None:
-        for v in self.versions(name):
-            if v.digest == digest:
-                return v
-        return None
-
-    def next_version(self, name: str, at_least: int = 1) -> int:
-        existing = [v.version for v in self.versions(name)]
-        return max([at_least - 1, *existing]) + 1
+    def delete(self, name: str) -> None:
+        shutil.rmtree(self.root / name, ignore_errors=True)
 
     def register(
         self,
@@ -106,7 +175,7 @@ class ModelStore:
         found = self.get(name, version)
         if found is not None:
             if found.digest != digest:
-                raise ValueError(f"model {name}:{version} already exists with another digest")
+                raise StoreError(f"model {name}:{version} already exists with another digest")
             return found
         folder = self.root / name
         folder.mkdir(parents=True, exist_ok=True)
@@ -130,3 +199,11 @@ class ModelStore:
         found = self.get(name, version)
         assert found is not None
         return found
+
+
+def open_store(spec: dict[str, Any] | None, project_dir: Path) -> ModelStore:
+    """The store the project file names (``model_store:``)."""
+    spec = {**DEFAULT_STORE, **(spec or {})}
+    if spec["kind"] == "local":
+        return LocalStore(project_dir / str(spec["path"]))
+    raise StoreError(f"model store kind {spec['kind']!r} is not available (only local)")

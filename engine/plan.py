@@ -23,6 +23,21 @@ class Mode(StrEnum):
 
 
 @dataclass
+class ChildChange:
+    """What apply does to one child object of a resource (display and JSON;
+    the provider carries it out as part of its parent's step)."""
+
+    name: str
+    type: str
+    action: Action
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    reasons: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    requires_replace: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Change:
     address: str
     type: str
@@ -39,6 +54,12 @@ class Change:
     #: An object found in the real world that state does not know and that
     #: could not be adopted; deleting it removes nothing from state.
     orphan: bool = False
+    #: The resource's child objects and what happens to each.
+    children: list[ChildChange] = field(default_factory=list)
+    #: Attribute keys whose values are secret (masked in every view).
+    sensitive: list[str] = field(default_factory=list)
+    #: Where a deleted object lives (its recorded or discovered target).
+    target: dict[str, Any] | None = None
 
 
 @dataclass

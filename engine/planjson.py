@@ -9,18 +9,35 @@ from __future__ import annotations
 
 from typing import Any
 
-from modelform.engine.plan import Change, Drift, Mode, Plan
+from modelform.engine.plan import Change, ChildChange, Drift, Mode, Plan
 from modelform.engine.provider import Action
 from modelform.engine.values import from_json, to_json
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Attribute keys secret whatever the provider (a service's generated key).
 SENSITIVE = ("key",)
 
 
-def _mask(attrs: dict[str, Any] | None, mask: bool) -> dict[str, Any] | None:
+def _mask(
+    attrs: dict[str, Any] | None, mask: bool, keys: list[str] | tuple[str, ...] = ()
+) -> dict[str, Any] | None:
     if attrs is None or not mask:
         return attrs
-    return {k: ("(sensitive)" if k in SENSITIVE and v else v) for k, v in attrs.items()}
+    secret = {*SENSITIVE, *keys}
+    return {k: ("(sensitive)" if k in secret and v else v) for k, v in attrs.items()}
+
+
+def child_json(c: ChildChange, mask: bool = True, keys: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "name": c.name,
+        "type": c.type,
+        "action": c.action.value,
+        "reasons": c.reasons,
+        "changed": c.changed,
+        "requires_replace": c.requires_replace,
+        "before": to_json(_mask(c.before, mask, keys or ())),
+        "after": to_json(_mask(c.after, mask, keys or ())),
+    }
 
 
 def change_json(c: Change, mask: bool = True) -> dict[str, Any]:
@@ -35,8 +52,11 @@ def change_json(c: Change, mask: bool = True) -> dict[str, Any]:
         "changed": c.changed,
         "depends_on": c.depends_on,
         "orphan": c.orphan,
-        "before": to_json(_mask(c.before, mask)),
-        "after": to_json(_mask(c.after, mask)),
+        "sensitive": c.sensitive,
+        "target": c.target,
+        "children": [child_json(ch, mask, c.sensitive) for ch in c.children],
+        "before": to_json(_mask(c.before, mask, c.sensitive)),
+        "after": to_json(_mask(c.after, mask, c.sensitive)),
     }
 
 
@@ -93,6 +113,21 @@ def plan_from_json(data: dict[str, Any]) -> Plan:
             changed=c["changed"],
             depends_on=c["depends_on"],
             orphan=c["orphan"],
+            sensitive=list(c.get("sensitive", [])),
+            target=c.get("target"),
+            children=[
+                ChildChange(
+                    name=ch["name"],
+                    type=ch["type"],
+                    action=Action(ch["action"]),
+                    before=from_json(ch["before"]),
+                    after=from_json(ch["after"]),
+                    reasons=ch["reasons"],
+                    changed=ch["changed"],
+                    requires_replace=ch.get("requires_replace", []),
+                )
+                for ch in c.get("children", [])
+            ],
         )
         for c in data["changes"]
     ]

@@ -1,9 +1,11 @@
 """plan(config, prior state) → Plan.
 
-Refresh asks each provider for the real object; the desired resources are
-then resolved in dependency order, each provider proposes, and
-:func:`modelform.engine.decide.decide` picks the action. Nothing here
-writes state or changes the world: providers' ``read``/``plan`` only look.
+Refresh asks each provider for the real object (children included); the
+desired resources are then resolved in dependency order, each provider
+proposes, and :func:`modelform.engine.decide.decide` picks the action for
+the resource and :func:`~modelform.engine.decide.decide_child` for each of
+its child objects. Nothing here writes state or changes the world:
+providers' ``read``/``plan``/``discover`` only look.
 """
 
 from __future__ import annotations
@@ -19,14 +21,22 @@ import networkx as nx
 from modelform.engine import graph as graphs
 from modelform.engine import references
 from modelform.engine.config import DEFAULT_TARGET, SECTIONS, Config
-from modelform.engine.decide import changed_keys, decide
+from modelform.engine.decide import changed_keys, decide, decide_child
 from modelform.engine.diagnostics import Diagnostic, DiagnosticError
 from modelform.engine.digests import digest_json
-from modelform.engine.plan import Change, Drift, Mode, Plan
+from modelform.engine.modelstore import ModelStore, open_store
+from modelform.engine.plan import Change, ChildChange, Drift, Mode, Plan
 from modelform.engine.provider import Action, Context, Provider, Resource
 from modelform.engine.registry import Registry
-from modelform.engine.resources import Node, address, desired_nodes, record
-from modelform.engine.targetcheck import check_targets
+from modelform.engine.resources import (
+    Node,
+    address,
+    children_of,
+    desired_nodes,
+    is_child,
+    parent_of,
+    record,
+)
 from modelform.engine.values import UNKNOWN
 
 Records = dict[str, dict[str, Any]]
@@ -44,20 +54,50 @@ class Run:
     cancelled: Callable[[], bool] = lambda: False
     parallelism: int = 10
     nodes: dict[str, Node] = field(default_factory=dict)
+    models: ModelStore | None = None
 
-    def context(self, address: str, target: dict[str, Any] | None = None) -> Context:
+    def __post_init__(self) -> None:
+        if self.models is None:
+            self.models = open_store(self.config.model_store, self.config.dir)
+
+    def context(
+        self,
+        address: str,
+        target: dict[str, Any] | None = None,
+        rtype: str = "",
+        children: dict[str, dict[str, Any]] | None = None,
+    ) -> Context:
         return Context(
             project=self.config.project,
             project_dir=self.config.dir,
             work_dir=self.work_dir,
             lineage=self.lineage,
             target=target or {},
+            address=address,
+            type=rtype,
+            children=children or {},
             log=lambda line: self.log(address, line),
             cancelled=self.cancelled,
+            models=self.models,
         )
 
     def provider(self, kind: str) -> Provider:
         return self.registry.get(kind)
+
+    def target_parts(self) -> dict[str, str]:
+        """kind → part name, for the kinds in use that own their target's resource."""
+        kinds = {str(t.get("kind", "local")) for t in self.config.targets.values()}
+        out = {}
+        for kind in kinds:
+            if self.registry.known(kind):
+                part = self.provider(kind).target_part
+                if part:
+                    out[kind] = part
+        return out
+
+    def desired(self) -> dict[str, Node]:
+        self.nodes = desired_nodes(self.config, target_parts=self.target_parts())
+        return self.nodes
 
 
 def _ref_value(
@@ -78,17 +118,34 @@ def _ref_value(
     return attrs[ref.attr]
 
 
+def target_of(node: Node, known: Records, config: Config) -> dict[str, Any]:
+    """The resolved configuration of the node's target: name, kind, options."""
+    if node.type == "service":
+        tname = node.config.get("target") or DEFAULT_TARGET
+    elif node.type == "target" and "/" in node.address:
+        tname = node.name
+    else:
+        return {}
+    attrs = known.get(f"target.{tname}")
+    if attrs is None:
+        body = config.targets.get(tname) or {"kind": "local"}
+        attrs = {"name": tname, **body}
+    return {k: v for k, v in attrs.items() if k != "digest"}
+
+
 def resolve_node(node: Node, known: Records, config: Config, run: Run) -> tuple[Resource, Context]:
     """The node's resource with references resolved from ``known`` attributes."""
-    section = next(s for s, t in SECTIONS.items() if t == node.type)
+    section = (
+        "targets" if "/" in node.address else next(s for s, t in SECTIONS.items() if t == node.type)
+    )
     resolved = references.resolve(
         node.config, lambda ref: _ref_value(ref, known, node, config, section)
     )
     inputs = {dep: known.get(dep, {}) for dep in node.depends_on}
-    target: dict[str, Any] = {}
-    if node.type == "service":
-        tname = resolved.get("target") or DEFAULT_TARGET
-        target = dict(known.get(f"target.{tname}") or {"kind": "local"})
+    prefix = (section, node.name)
+    positions = {
+        p[2:]: pos for p, pos in config.positions.items() if p[:2] == prefix and len(p) > 2
+    }
     resource = Resource(
         address=node.address,
         type=node.type,
@@ -99,18 +156,30 @@ def resolve_node(node: Node, known: Records, config: Config, run: Run) -> tuple[
         depends_on=tuple(sorted(node.depends_on)),
         pos=node.pos,
         inputs=inputs,
+        positions=positions,
     )
-    return resource, run.context(node.address, target)
+    return resource, run.context(node.address, target_of(node, known, config), node.type)
+
+
+def record_target(run: Run, addr: str, rec: dict[str, Any]) -> dict[str, Any]:
+    """Where a recorded object lives: as recorded, else as the project file says."""
+    if rec.get("target"):
+        return dict(rec["target"])
+    node = run.nodes.get(parent_of(addr) if is_child(addr, rec) else addr)
+    if node is None:
+        return {}
+    known = {f"target.{n}": {"name": n, **b} for n, b in run.config.targets.items()}
+    return target_of(node, known, run.config)
 
 
 def refresh(run: Run, prior: Records) -> tuple[Records, list[Drift]]:
-    """Read every resource in state; a None answer means it is gone."""
+    """Read every resource in state, children included; None means it is gone."""
 
     def read(item: tuple[str, dict[str, Any]]) -> tuple[str, dict[str, Any] | None]:
         addr, rec = item
-        # Records carry no target: a provider keeps what refresh needs of its
-        # target (a Docker host, say) in the resource's own attributes.
-        ctx = run.context(addr)
+        ctx = run.context(
+            addr, record_target(run, addr, rec), rec.get("type", ""), children_of(prior, addr)
+        )
         return addr, run.provider(rec["provider"]).read(dict(rec["attributes"]), ctx)
 
     items = list(prior.items())
@@ -140,46 +209,64 @@ def refresh(run: Run, prior: Records) -> tuple[Records, list[Drift]]:
     return refreshed, drift
 
 
+def _targets_of_kind(run: Run, kind: str, records: Records) -> list[dict[str, Any]]:
+    """Every target of ``kind`` the project file declares or state records."""
+    seen: dict[str, dict[str, Any]] = {}
+    for name, body in run.config.targets.items():
+        if str(body.get("kind", "local")) == kind:
+            seen[name] = {"name": name, **body}
+    if kind == "local" and DEFAULT_TARGET not in run.config.targets:
+        seen[DEFAULT_TARGET] = {"name": DEFAULT_TARGET, "kind": "local"}
+    for rec in records.values():
+        t = rec.get("target")
+        if rec["provider"] == kind and t and t.get("name") not in seen:
+            seen[str(t.get("name"))] = dict(t)
+    return list(seen.values())
+
+
 def discover(
-    run: Run, refreshed: Records, kinds: Iterable[str]
+    run: Run, refreshed: Records, kinds: Iterable[str], prior: Records | None = None
 ) -> tuple[list[Drift], list[Change]]:
     """Objects a provider made for this project that state does not know:
     adopted when the provider knows their full attributes and the config
-    still declares them, otherwise planned for deletion as orphans."""
+    still declares them, otherwise planned for deletion as orphans. Each
+    kind looks on every target of that kind, with that target's options."""
     adopted: list[Drift] = []
     orphans: list[Change] = []
+    everything = {**(prior or {}), **refreshed}
     for kind in sorted(set(kinds)):
         provider = run.provider(kind)
-        for found in provider.discover(run.context(kind)):
-            addr, attrs = found["address"], found["attributes"]
-            known = refreshed.get(addr)
-            if known is not None and _same_object(known["attributes"], attrs):
-                continue
-            node = run.nodes.get(addr)
-            if known is None and node is not None and found.get("complete"):
-                refreshed[addr] = record(node, kind, attrs)
-                adopted.append(Drift(addr, "adopted", None, attrs))
-                continue
-            ident = attrs.get("id") or attrs.get("pid") or "?"
-            orphans.append(
-                Change(
-                    address=f"{addr}~orphan-{ident}",
-                    type=addr.split(".", 1)[0],
-                    name=addr.split(".", 1)[-1],
-                    provider=kind,
-                    action=Action.DELETE,
-                    before=attrs,
-                    after=None,
-                    reasons=["found running but unknown to state: stopped and removed"],
-                    orphan=True,
+        found_ids: set[str] = set()
+        for target in _targets_of_kind(run, kind, everything):
+            for found in provider.discover(run.context("", target)):
+                addr, attrs = found["address"], found["attributes"]
+                ident = provider.identity(attrs) or "?"
+                if ident in found_ids:
+                    continue
+                found_ids.add(ident)
+                known = refreshed.get(addr)
+                if known is not None and provider.identity(known["attributes"]) == ident:
+                    continue
+                node = run.nodes.get(addr)
+                if known is None and node is not None and found.get("complete"):
+                    refreshed[addr] = record(node, kind, attrs, target=target)
+                    adopted.append(Drift(addr, "adopted", None, attrs))
+                    continue
+                orphans.append(
+                    Change(
+                        address=f"{addr}~orphan-{ident}",
+                        type=addr.split(".", 1)[0],
+                        name=addr.split(".", 1)[-1],
+                        provider=kind,
+                        action=Action.DELETE,
+                        before=attrs,
+                        after=None,
+                        reasons=["found running but unknown to state: stopped and removed"],
+                        orphan=True,
+                        target=target,
+                    )
                 )
-            )
     return adopted, orphans
-
-
-def _same_object(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    keys = [k for k in ("id", "pid", "container_id") if k in a or k in b]
-    return bool(keys) and all(a.get(k) == b.get(k) for k in keys)
 
 
 def inputs_digest(config: Config, nodes: dict[str, Node]) -> str:
@@ -197,13 +284,52 @@ def _select(g: nx.DiGraph, targets: Iterable[str], destroy: bool) -> set[str] | 
         return None
     chosen: set[str] = set()
     for t in targets:
-        matches = [n for n in g.nodes if n == t or n.startswith(t + ".")]
+        matches = [n for n in g.nodes if n == t or n.startswith(t + ".") or n.startswith(t + "/")]
         if not matches:
             raise DiagnosticError(Diagnostic(f"-target {t}: no such resource in config or state"))
         for m in matches:
             chosen.add(m)
             chosen |= nx.descendants(g, m) if destroy else nx.ancestors(g, m)
     return chosen
+
+
+def _child_changes(
+    proposal_children: dict[str, Any], prior_children: dict[str, dict[str, Any]], whole: Action
+) -> list[ChildChange]:
+    """What happens to each child object; a created or replaced parent makes
+    all its children anew."""
+    out = []
+    for name in sorted(set(proposal_children) | set(prior_children)):
+        planned = proposal_children.get(name)
+        rec = prior_children.get(name)
+        before = rec["attributes"] if rec else None
+        if whole in (Action.CREATE, Action.REPLACE) and planned is not None:
+            action = Action.CREATE if whole is Action.CREATE or before is None else Action.REPLACE
+            changed: list[str] = []
+            reasons: list[str] = []
+        else:
+            action, changed, reasons = decide_child(before, planned)
+        out.append(
+            ChildChange(
+                name=name,
+                type=planned.type if planned else (rec or {}).get("type", ""),
+                action=action,
+                before=before,
+                after=planned.attributes if planned else None,
+                reasons=reasons,
+                changed=changed,
+                requires_replace=sorted(planned.requires_replace) if planned else [],
+            )
+        )
+    return out
+
+
+def _taint_reason(rec: dict[str, Any] | None) -> str | None:
+    if not rec or not rec.get("tainted"):
+        return None
+    status = rec.get("status") or (rec.get("attributes") or {}).get("status")
+    why = f" (it was {status})" if status else ""
+    return f"its check failed after the last apply{why}: it is made anew"
 
 
 def make_plan(
@@ -217,19 +343,19 @@ def make_plan(
     serial: int = 0,
 ) -> Plan:
     config = run.config
-    run.nodes = nodes = desired_nodes(config)
+    nodes = run.desired()
     for addr, node in nodes.items():
         if not run.registry.known(node.provider):
-            pos = node.pos
+            kinds = [k for k in run.registry.kinds() if k != "core"]
             raise DiagnosticError(
                 Diagnostic(
                     f"{addr}: no provider for target kind {node.provider!r}",
-                    pos,
-                    f"installed kinds: {', '.join(run.registry.kinds())}",
+                    node.pos,
+                    f"installed kinds: {', '.join(kinds)}",
                 )
             )
-    check_targets(config, run.registry)
-    g = graphs.build(nodes, {a: r.get("dependencies", []) for a, r in prior.items()})
+    own = {a: r for a, r in prior.items() if not is_child(a, r)}
+    g = graphs.build(nodes, {a: r.get("dependencies", []) for a, r in own.items()})
     replace = set(replace)
     for r in replace:
         if r not in nodes:
@@ -238,7 +364,7 @@ def make_plan(
     if do_refresh:
         refreshed, drift = refresh(run, prior)
         kinds = {n.provider for n in nodes.values()} | {r["provider"] for r in prior.values()}
-        adopted, orphans = discover(run, refreshed, kinds - {"core"})
+        adopted, orphans = discover(run, refreshed, kinds - {"core"}, prior)
         drift += adopted
     else:
         refreshed, drift, orphans = {a: dict(r) for a, r in prior.items()}, [], []
@@ -252,7 +378,7 @@ def make_plan(
             rec = refreshed.get(addr)
             if rec is None or (selected is not None and addr not in selected):
                 continue
-            changes.append(_delete(addr, rec, "destroy requested"))
+            changes.append(_delete(run, addr, rec, "destroy requested", refreshed))
         changes += orphans
     else:
         known: Records = {}
@@ -265,30 +391,10 @@ def make_plan(
                 continue
             if wanted is None:
                 if rec is not None:
-                    changes.append(_delete(addr, rec, "no longer in the project file"))
+                    why = "no longer in the project file"
+                    changes.append(_delete(run, addr, rec, why, refreshed))
                 continue
-            node = wanted
-            resource, ctx = resolve_node(node, known, config, run)
-            provider = run.provider(node.provider)
-            prior_attrs = rec["attributes"] if rec else None
-            proposal = provider.plan(resource, prior_attrs, ctx)
-            action, changed, reasons = decide(prior_attrs, proposal, addr in replace)
-            known[addr] = proposal.planned
-            changes.append(
-                Change(
-                    address=addr,
-                    type=node.type,
-                    name=node.name,
-                    provider=node.provider,
-                    action=action,
-                    before=prior_attrs,
-                    after=proposal.planned,
-                    reasons=reasons,
-                    notes=proposal.notes if action is not Action.NOOP else [],
-                    changed=changed,
-                    depends_on=sorted(node.depends_on),
-                )
-            )
+            changes.append(_plan_one(run, wanted, rec, known, refreshed, addr in replace))
         changes = orphans + changes
     return Plan(
         project=config.project,
@@ -304,7 +410,47 @@ def make_plan(
     )
 
 
-def _delete(addr: str, rec: dict[str, Any], why: str) -> Change:
+def _plan_one(
+    run: Run, node: Node, rec: dict[str, Any] | None, known: Records, refreshed: Records,
+    force_replace: bool,
+) -> Change:  # fmt: skip
+    resource, ctx = resolve_node(node, known, run.config, run)
+    prior_children = children_of(refreshed, node.address)
+    ctx.children = {n: r["attributes"] for n, r in prior_children.items()}
+    provider = run.provider(node.provider)
+    prior_attrs = rec["attributes"] if rec else None
+    proposal = provider.plan(resource, prior_attrs, ctx)
+    probe = _child_changes(proposal.children, prior_children, Action.UPDATE)
+    children_changed = any(c.action is not Action.NOOP for c in probe)
+    action, changed, reasons = decide(
+        prior_attrs, proposal, force_replace, _taint_reason(rec), children_changed
+    )
+    children = _child_changes(proposal.children, prior_children, action)
+    if action is Action.UPDATE:
+        for c in children:
+            if c.action is not Action.NOOP:
+                why = "; ".join(c.reasons) or c.action.value
+                reasons.append(f"{c.type} {c.name}: {why}")
+    known[node.address] = proposal.planned
+    return Change(
+        address=node.address,
+        type=node.type,
+        name=node.name,
+        provider=node.provider,
+        action=action,
+        before=prior_attrs,
+        after=proposal.planned,
+        reasons=reasons,
+        notes=proposal.notes if action is not Action.NOOP else [],
+        changed=changed,
+        depends_on=sorted(node.depends_on),
+        children=children if action is not Action.NOOP else [],
+        sensitive=sorted(proposal.sensitive),
+    )
+
+
+def _delete(run: Run, addr: str, rec: dict[str, Any], why: str, records: Records) -> Change:
+    kids = children_of(records, addr)
     return Change(
         address=addr,
         type=rec.get("type", addr.split(".", 1)[0]),
@@ -315,4 +461,9 @@ def _delete(addr: str, rec: dict[str, Any], why: str) -> Change:
         after=None,
         reasons=[why],
         depends_on=list(rec.get("dependencies", [])),
+        children=[
+            ChildChange(n, r.get("type", ""), Action.DELETE, r["attributes"], None)
+            for n, r in sorted(kids.items())
+        ],
+        target=record_target(run, addr, rec) or None,
     )

@@ -1,18 +1,31 @@
-"""The provider protocol: what every target kind implements.
+"""The provider protocol (version 2): what every target kind implements.
 
 Providers *propose*, the engine *decides*. A provider reads the real
 object (refresh), proposes the planned attributes and which attribute
-changes force replacement, and carries out the action the engine chose.
-It never decides between create, update and replace itself; one function
-in :mod:`modelform.engine.planner` does that for every provider alike.
+changes force replacement, and carries out the action the engine chose,
+bound to the planned values it proposed. It never decides between create,
+update and replace itself; :func:`modelform.engine.decide.decide` does that
+for every provider alike.
+
+What a provider may hold, beyond one flat resource per declared service:
+
+* **options of its own kind** on services (``service_schema``) and targets
+  (``target_schema``), checked by the engine at file:line;
+* **child objects** recorded under a resource, each with its own identity
+  in state (``service.api/deployment``): :attr:`Proposal.children` and
+  :attr:`Applied.children`;
+* **a target-owned resource** (``target_part``): one object per target of
+  its kind that gathers every service on it (an edge device's manifest),
+  planned and applied after them, with its own digest.
 
 Providers are found through the ``modelform.providers`` entry-point group
-only, built-ins exactly like third-party plugins. One provider never
-imports another; shared pieces live below both.
+only, built-ins exactly like third-party plugins, and import nothing of the
+engine but :mod:`modelform.plugin`. One provider never imports another.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -20,6 +33,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from modelform.engine.diagnostics import Diagnostic, Pos
+
+#: The protocol this engine speaks. A provider declaring another is refused
+#: when it is loaded, with a message naming it.
+PROTOCOL_VERSION = 2
 
 
 class Action(StrEnum):
@@ -72,24 +89,73 @@ class Resource:
     pos: Pos | None = None
     #: Planned (while planning) or real (while applying) attributes of the
     #: resources this one depends on, by address: ``inputs["model.ridge"]``.
+    #: A target-owned resource gets every service on its target here.
     inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Where each option came from, for diagnostics: ``option_pos("port")``.
+    positions: dict[tuple[str | int, ...], Pos] = field(default_factory=dict)
+
+    def option_pos(self, *path: str | int) -> Pos | None:
+        p = tuple(path)
+        while p:
+            if p in self.positions:
+                return self.positions[p]
+            p = p[:-1]
+        return self.pos
 
 
 @dataclass
 class Context:
-    """What a provider may know of the run around it."""
+    """What a provider may know of the run around it.
+
+    ``target`` is the resolved configuration of the resource's target
+    (``{"name": ..., "kind": ..., **options}``) in *every* call: read,
+    plan, apply, check, delete and discover. Records in state keep the
+    target they were made on, so a resource whose target left the project
+    file is still read and deleted where it lives.
+    """
 
     project: str
     project_dir: Path
     #: The project's working folder (``.modelform/`` beside the project file).
     work_dir: Path
     lineage: str
-    #: The resolved configuration of the service's target (empty for others).
     target: dict[str, Any] = field(default_factory=dict)
+    #: The address and type of the resource at hand ("" in discover).
+    address: str = ""
+    type: str = ""
+    #: The child objects recorded under the resource, by name (read, delete).
+    children: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Progress lines for long steps (build output, waiting for health).
     log: Callable[[str], None] = lambda line: None
-    #: Set when the user pressed Ctrl-C: finish the step at hand, start none.
+    #: True once the user pressed Ctrl-C: stop waiting, record what exists.
     cancelled: Callable[[], bool] = lambda: False
+    #: Where models live: ``models.resolve(attrs)`` is a model version's folder.
+    models: Any = None
+
+    def sleep(self, seconds: float) -> None:
+        """Wait up to ``seconds``; raise :class:`Cancelled` as soon as the
+        user interrupts. Every wait of a provider goes through here, so
+        Ctrl-C stops a readiness wait within a fraction of a second."""
+        deadline = time.monotonic() + seconds
+        while True:
+            if self.cancelled():
+                raise Cancelled(f"{self.address or 'step'}: interrupted")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(left, 0.05))
+
+
+@dataclass
+class Child:
+    """A child object recorded under a resource (a Kubernetes Deployment
+    under ``service.api``): its type and attributes, stored in state as
+    ``service.api/<name>``. In a proposal, ``requires_replace`` names the
+    keys whose change replaces the child (not its parent)."""
+
+    type: str
+    attributes: dict[str, Any]
+    requires_replace: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -104,65 +170,154 @@ class Proposal:
     reasons: dict[str, str] = field(default_factory=dict)
     #: Display notes on how the action is carried out ("new container started first").
     notes: list[str] = field(default_factory=list)
+    #: Child objects the resource will have, by name.
+    children: dict[str, Child] = field(default_factory=dict)
+    #: Attribute keys whose values are secret (masked in every output).
+    sensitive: set[str] = field(default_factory=set)
+
+
+@dataclass
+class ApplyRequest:
+    """The planned change apply carries out; the provider plans nothing here.
+
+    ``planned`` holds the values the plan showed, with references now
+    resolved; a value still UNKNOWN is the provider's to compute (an id, a
+    process, a generated key). What the provider returns is checked against
+    every known planned value.
+    """
+
+    action: Action
+    resource: Resource
+    prior: dict[str, Any] | None
+    planned: dict[str, Any]
+    prior_children: dict[str, dict[str, Any]] = field(default_factory=dict)
+    planned_children: dict[str, Child] = field(default_factory=dict)
+
+
+@dataclass
+class Applied:
+    """What exists after apply: the resource's attributes and its children."""
+
+    attributes: dict[str, Any]
+    children: dict[str, Child] = field(default_factory=dict)
+
+
+@dataclass
+class Check:
+    """The result of a provider's check of what it just made (health, the
+    service's ``test:`` request). A failed check taints the object."""
+
+    ok: bool
+    status: str | None = None
+    message: str = ""
+    log: str = ""
 
 
 class ProviderError(Exception):
     """An apply or read that failed for a reason the user should see.
 
     ``log`` carries the relevant lines (build log, scoring-server log).
-    Raising it fails only this resource and its dependents.
+    ``attributes`` (and ``children``) describe an object that *was* made
+    before the failure: the engine records it as tainted, so the next plan
+    replaces it. Raising it fails only this resource and its dependents.
     """
 
-    def __init__(self, message: str, log: str = "", status: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        log: str = "",
+        status: str | None = None,
+        attributes: dict[str, Any] | None = None,
+        children: dict[str, Child] | None = None,
+    ) -> None:
         super().__init__(message)
         self.log = log
         self.status = status
+        self.attributes = attributes
+        self.children = children or {}
+
+
+class Cancelled(ProviderError):
+    """The user interrupted a step; raised by :meth:`Context.sleep`."""
 
 
 class Provider:
-    """Base class of every provider. Subclasses set ``kind`` and override."""
+    """Base class of every provider. Subclasses set ``kind`` and override
+    at least :meth:`plan`, :meth:`apply` and :meth:`delete`."""
 
     kind: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    #: The protocol version the provider was written for.
+    protocol_version: ClassVar[int] = PROTOCOL_VERSION
     #: Resource types this provider manages ("service", or "model", ...).
     resource_types: ClassVar[tuple[str, ...]] = ("service",)
     #: True when ``read`` answers from local data without waiting on a
     #: network or process; the engine then skips its thread pool.
     read_is_cheap: ClassVar[bool] = False
+    #: When set (``"manifest"``), the provider owns one resource per target
+    #: of its kind, ``target.<name>/<part>``, gathering every service on it.
+    target_part: ClassVar[str | None] = None
 
+    # -- schema -------------------------------------------------------------
     def target_schema(self) -> dict[str, Any]:
         """JSON Schema of this kind's target options (besides ``kind``)."""
-        return {"type": "object", "properties": {}, "additionalProperties": True}
+        return {"type": "object", "properties": {}, "additionalProperties": False}
+
+    def service_schema(self) -> dict[str, Any]:
+        """JSON Schema of the service options this kind honours, beyond the
+        ones every service has (target, models, environment, entry_script,
+        source_dir, env, test, description). A property with
+        ``"sensitive": true`` is masked in every output. The shared options
+        (port, auth, replicas, …) are taken with
+        :func:`modelform.plugin.shared_options`; an option a kind leaves out
+        is an error on services of that kind, never silently dropped."""
+        return {"type": "object", "properties": {}, "additionalProperties": False}
+
+    def attributes(self, resource_type: str) -> dict[str, str] | None:
+        """The attributes a resource of ``resource_type`` exposes to
+        ``${...}`` references, name → description; None = not declared
+        (references to it are then not checked before planning)."""
+        return None
 
     def validate(self, resource: Resource, ctx: Context) -> list[Diagnostic]:
         return []
 
+    # -- refresh ------------------------------------------------------------
     def read(self, prior: dict[str, Any], ctx: Context) -> dict[str, Any] | None:
-        """Refresh: the real object's attributes now, or None when it is gone."""
+        """Refresh: the real object's attributes now, or None when it is gone.
+        Called for every record, children included (``ctx.type``)."""
         return prior
 
+    def identity(self, attributes: dict[str, Any]) -> str | None:
+        """What tells one real object from another (a container id, a pid and
+        start time); the engine compares it to match discovered objects."""
+        value = attributes.get("id")
+        return None if value is None else str(value)
+
+    def discover(self, ctx: Context) -> list[dict[str, Any]]:
+        """Objects this provider made for this project on ``ctx.target`` (found
+        by label/marker), each ``{"address", "attributes", "complete"}``, so the
+        engine can adopt or report the ones that state does not know."""
+        return []
+
+    # -- plan and apply -----------------------------------------------------
     def plan(self, resource: Resource, prior: dict[str, Any] | None, ctx: Context) -> Proposal:
         raise NotImplementedError
 
-    def apply(
-        self,
-        action: Action,
-        resource: Resource,
-        prior: dict[str, Any] | None,
-        ctx: Context,
-    ) -> dict[str, Any]:
-        """Create, update or replace; return the attributes now real."""
+    def apply(self, request: ApplyRequest, ctx: Context) -> Applied:
+        """Create, update or replace as planned; return what now exists."""
         raise NotImplementedError
+
+    def check(self, request: ApplyRequest, applied: Applied, ctx: Context) -> Check:
+        """Check what apply made (health, the ``test:`` request) from where
+        it can be reached. A failed check taints the object."""
+        return Check(ok=True)
 
     def delete(self, address: str, prior: dict[str, Any], ctx: Context) -> None:
+        """Remove the object and its children (``ctx.children``)."""
         raise NotImplementedError
 
-    def discover(self, ctx: Context) -> list[dict[str, Any]]:
-        """Objects this provider made for this project (found by label/marker),
-        each with ``address`` and attributes, so the engine can adopt or
-        report the ones that state does not know."""
-        return []
-
+    # -- other commands -----------------------------------------------------
     def import_(self, address: str, ident: str, ctx: Context) -> dict[str, Any]:
         raise NotImplementedError(f"{self.kind} cannot import existing objects")
 
@@ -173,3 +328,7 @@ class Provider:
 
     def logs(self, address: str, attributes: dict[str, Any], ctx: Context, tail: int = 200) -> str:
         return ""
+
+
+#: Methods a provider must override to be loaded.
+REQUIRED_METHODS = ("plan", "apply", "delete")

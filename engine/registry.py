@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import cache
 from importlib.metadata import entry_points
 
+from modelform.engine.kinds import KindInfo
 from modelform.engine.provider import Provider
 
 GROUP = "modelform.providers"
@@ -61,3 +62,33 @@ class Registry:
         provider = cls()
         self._loaded[kind] = provider
         return provider
+
+
+class _Catalog:
+    """The installed kinds as the project-file checks see them (lazily loaded)."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._infos: dict[str, KindInfo | None] = {}
+
+    def kinds(self) -> list[str]:
+        return self.registry.kinds()
+
+    def info(self, kind: str) -> KindInfo | None:
+        if kind not in self._infos:
+            if not self.registry.known(kind):
+                self._infos[kind] = None
+            else:
+                p = self.registry.get(kind)
+                self._infos[kind] = KindInfo(
+                    kind=kind,
+                    service_schema=p.service_schema(),
+                    target_schema=p.target_schema(),
+                    attributes={t: p.attributes(t) for t in (*p.resource_types, "service")},
+                    description=p.description,
+                )
+        return self._infos[kind]
+
+
+def catalog(registry: Registry) -> _Catalog:
+    return _Catalog(registry)

@@ -10,6 +10,7 @@ and the content digests of its inputs.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,13 @@ class _Digests:
         return {"config": digest_json(body)}
 
 
-def desired_nodes(config: Config, *, with_digests: bool = True) -> dict[str, Node]:
+def desired_nodes(
+    config: Config, *, with_digests: bool = True, target_parts: Mapping[str, str] | None = None
+) -> dict[str, Node]:
+    """One node per declared thing; with ``target_parts`` (kind → part name,
+    from the providers that own their target's resource), one more node
+    ``target.<name>/<part>`` per target of such a kind, depending on the
+    target and on every service deployed to it."""
     nodes: dict[str, Node] = {}
     digests = _Digests(config.dir)
     for section, rtype in SECTIONS.items():
@@ -109,10 +116,32 @@ def desired_nodes(config: Config, *, with_digests: bool = True) -> dict[str, Nod
             if with_digests:
                 node.digests = digests.of(section, body)
             nodes[addr] = node
+    for tname, body in config.targets.items():
+        kind = str(body.get("kind", "local"))
+        part = (target_parts or {}).get(kind)
+        if not part:
+            continue
+        taddr = address("targets", tname)
+        node = Node(f"{taddr}/{part}", "target", tname, kind, body, config.pos(("targets", tname)))
+        node.depends_on.add(taddr)
+        for name, svc in config.services.items():
+            if (svc.get("target") or DEFAULT_TARGET) == tname:
+                dep = address("services", name)
+                node.depends_on.add(dep)
+                node.dep_pos[dep] = config.pos(("services", name, "target"))
+        node.digests = {"config": digest_json(body)}
+        nodes[node.address] = node
     return nodes
 
 
-def record(node: Node, provider: str, attributes: dict[str, Any]) -> dict[str, Any]:
+def record(
+    node: Node,
+    provider: str,
+    attributes: dict[str, Any],
+    *,
+    target: dict[str, Any] | None = None,
+    tainted: bool = False,
+) -> dict[str, Any]:
     """The state record of ``node`` now real with ``attributes`` (the shape
     the state package stores: modelform.state.ResourceState)."""
     return {
@@ -124,4 +153,46 @@ def record(node: Node, provider: str, attributes: dict[str, Any]) -> dict[str, A
         "digests": dict(node.digests),
         "dependencies": sorted(node.depends_on),
         "status": attributes.get("status"),
+        "tainted": tainted,
+        "target": target,
+    }
+
+
+def child_record(
+    parent: str, name: str, provider: str, ctype: str, attributes: dict[str, Any],
+    *, target: dict[str, Any] | None = None, tainted: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """The state record of a child object ``<parent>/<name>``."""
+    return {
+        "address": f"{parent}/{name}",
+        "type": ctype,
+        "name": parent.split(".", 1)[1],
+        "provider": provider,
+        "attributes": attributes,
+        "digests": {},
+        "dependencies": [parent],
+        "status": attributes.get("status"),
+        "tainted": tainted,
+        "target": target,
+    }
+
+
+def is_child(address: str, rec: Mapping[str, Any]) -> bool:
+    """A child object's record (``service.api/deployment``, type ``deployment``)
+    rather than a node of its own: its type is not its address's type (a
+    target-owned resource, ``target.edge/manifest``, has type ``target``)."""
+    return "/" in address and rec.get("type") != address.split(".", 1)[0]
+
+
+def parent_of(address: str) -> str:
+    return address.rsplit("/", 1)[0]
+
+
+def children_of(records: Mapping[str, dict[str, Any]], parent: str) -> dict[str, dict[str, Any]]:
+    """The child records under ``parent``, by child name."""
+    prefix = parent + "/"
+    return {
+        a[len(prefix) :]: r
+        for a, r in records.items()
+        if a.startswith(prefix) and "/" not in a[len(prefix) :] and is_child(a, r)
     }

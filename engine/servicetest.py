@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from modelform.engine.provider import ProviderError, ServiceStatus
+from modelform.engine.provider import Check, Context, ProviderError, Resource, ServiceStatus
 
 
 def readiness(url: str, timeout: float = 2.0) -> str:
@@ -68,3 +68,25 @@ def run_service_test(test: dict[str, Any], attrs: dict[str, Any]) -> None:
                 "test request: output differs from expect",
                 log=f"expected: {json.dumps(test['expect'])}\nresponse: {text[:2000]}",
             )
+
+
+def http_check(resource: Resource, attrs: dict[str, Any], ctx: Context) -> Check:
+    """The check of a scoring runtime reachable from here over HTTP (local
+    processes, containers publishing on this machine): ``GET /ready`` must
+    answer 200, then the service's ``test:`` request, if any, must pass.
+    A target whose services this machine cannot reach checks them its own
+    way (in the cluster, through the hub)."""
+    url = attrs.get("url")
+    if not isinstance(url, str):
+        return Check(ok=False, status=ServiceStatus.UNHEALTHY.value, message="no URL to check")
+    status = readiness(url)
+    if status != ServiceStatus.HEALTHY.value:
+        return Check(ok=False, status=status, message=f"{url}/ready: the service is {status}")
+    test = resource.config.get("test")
+    if test:
+        ctx.log("running the service's test request")
+        try:
+            run_service_test(test, attrs)
+        except ProviderError as e:
+            return Check(ok=False, status=ServiceStatus.UNHEALTHY.value, message=str(e), log=e.log)
+    return Check(ok=True, status=ServiceStatus.HEALTHY.value)

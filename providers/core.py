@@ -1,31 +1,52 @@
 """The built-in provider of models, environments and targets.
 
 Models are registered in the project's model store (a new version when the
-content digest is new). Environments and targets are descriptions only:
-their planned attributes are their configuration and its digest, which
-services depend on, so a changed environment reaches every service using it.
+content digest is new) and recorded by URI. Environments and targets are
+descriptions only: their planned attributes are their configuration and its
+digest, which services depend on, so a changed environment reaches every
+service using it.
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 from modelform.engine.digests import short
 from modelform.engine.modelstore import ModelStore
-from modelform.engine.provider import Action, Context, Proposal, Provider, Resource
+from modelform.plugin import Applied, ApplyRequest, Context, Proposal, Provider, Resource
+
+MODEL_ATTRIBUTES = {
+    "name": "The model's name.",
+    "version": "Its version in the model store (a whole number).",
+    "ref": "NAME:VERSION.",
+    "digest": "Content digest of the model's file or folder.",
+    "source": "The file or folder it was registered from, relative to the project file.",
+    "file": "The file's name (the folder's, for a folder).",
+    "store": "The model store's kind (local).",
+    "uri": "Where the version lives: STORE:NAME/VERSION.",
+    "tags": "Its tags.",
+    "description": "Its description.",
+}
 
 
 def store_of(ctx: Context) -> ModelStore:
-    return ModelStore(ctx.work_dir / "models")
+    store: ModelStore = ctx.models
+    return store
 
 
 class CoreProvider(Provider):
     kind = "core"
-    description = "Models (versioned in the local model store), environments and targets."
+    description = "Models (versioned in the model store), environments and targets."
     resource_types = ("model", "environment", "target")
     read_is_cheap = True
+
+    def attributes(self, resource_type: str) -> dict[str, str] | None:
+        if resource_type == "model":
+            return dict(MODEL_ATTRIBUTES)
+        if resource_type in ("environment", "target"):
+            return {"name": "Its name.", "digest": "Digest of its configuration."}
+        return None
 
     # -- models -----------------------------------------------------------
     def _plan_model(self, r: Resource, prior: dict[str, Any] | None, ctx: Context) -> Proposal:
@@ -43,10 +64,9 @@ class CoreProvider(Provider):
             "ref": f"{r.name}:{version}",
             "digest": digest,
             "source": r.config["path"],
-            # Relative to the project's working folder, so a moved or freshly
-            # cloned project plans no change: see ModelStore.resolve().
-            "path": f"models/{r.name}/{version}",
             "file": Path(r.config["path"]).name,
+            "store": store.scheme,
+            "uri": store.uri(r.name, version),
             "tags": dict(r.config.get("tags") or {}),
             "description": r.config.get("description", ""),
         }
@@ -58,7 +78,7 @@ class CoreProvider(Provider):
                 f"model digest changed: {prior.get('ref')} → {planned['ref']} "
                 f"({short(str(prior.get('digest', '')))} → {short(digest)})"
             )
-            reasons["version"] = reasons["ref"] = reasons["path"] = reasons["digest"]
+            reasons["version"] = reasons["ref"] = reasons["uri"] = reasons["digest"]
         return Proposal(planned=planned, reasons=reasons, notes=notes)
 
     # -- environments and targets -------------------------------------------
@@ -72,16 +92,17 @@ class CoreProvider(Provider):
         return self._plan_description(resource)
 
     def read(self, prior: dict[str, Any], ctx: Context) -> dict[str, Any] | None:
-        if "version" in prior and "digest" in prior and "name" in prior:
+        """A version the store holds with another digest has drifted; a version
+        the (local) store lacks is not gone: the record names the version and
+        its digest, and the store registers it again when files are needed."""
+        if ctx.type == "model" and "version" in prior and "digest" in prior and "name" in prior:
             found = store_of(ctx).get(prior["name"], int(prior["version"]))
-            if found is None or found.digest != prior["digest"]:
-                return None  # removed from the store out of band: drift
+            if found is not None and found.digest != prior["digest"]:
+                return {**prior, "digest": found.digest}
         return prior
 
-    def apply(
-        self, action: Action, resource: Resource, prior: dict[str, Any] | None, ctx: Context
-    ) -> dict[str, Any]:
-        planned = self.plan(resource, prior, ctx).planned
+    def apply(self, request: ApplyRequest, ctx: Context) -> Applied:
+        resource, planned = request.resource, request.planned
         if resource.type == "model":
             source = ctx.project_dir / resource.config["path"]
             ctx.log(f"registering {planned['ref']} from {resource.config['path']}")
@@ -93,8 +114,8 @@ class CoreProvider(Provider):
                 planned["tags"],
                 planned["description"],
             )
-        return planned
+        return Applied(dict(planned))
 
     def delete(self, address: str, prior: dict[str, Any], ctx: Context) -> None:
-        if address.startswith("model.") and "name" in prior:
-            shutil.rmtree(store_of(ctx).root / prior["name"], ignore_errors=True)
+        if ctx.type == "model" and "name" in prior:
+            store_of(ctx).delete(prior["name"])

@@ -25,18 +25,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-from modelform.engine.modelstore import model_folder
-from modelform.engine.provider import (
+from modelform.plugin import (
+    UNKNOWN,
     Action,
+    Applied,
+    ApplyRequest,
+    Cancelled,
+    Check,
     Context,
     Proposal,
     Provider,
     ProviderError,
     Resource,
     ServiceStatus,
+    http_check,
+    readiness,
+    shared_options,
 )
-from modelform.engine.servicetest import readiness
-from modelform.engine.values import UNKNOWN
 from modelform.providers import local_process as proc
 
 #: Attributes that only a real process has; not compared as desired state.
@@ -54,7 +59,7 @@ def model_dir(ctx: Context, name: str, models: dict[str, dict[str, Any]]) -> Pat
     ``<model>/<version>/`` for each."""
     if len(models) == 1:
         (m,) = models.values()
-        return model_folder(ctx.work_dir, m)
+        return ctx.models.folder(m, ctx.project_dir)  # type: ignore[no-any-return]
     root = _service_dir(ctx, name) / "models"
     root.mkdir(parents=True, exist_ok=True)
     for m in models.values():
@@ -62,7 +67,8 @@ def model_dir(ctx: Context, name: str, models: dict[str, dict[str, Any]]) -> Pat
         link.parent.mkdir(parents=True, exist_ok=True)
         if link.is_symlink() or link.exists():
             link.unlink()
-        link.symlink_to(model_folder(ctx.work_dir, m).resolve(), target_is_directory=True)
+        folder = ctx.models.folder(m, ctx.project_dir)
+        link.symlink_to(folder.resolve(), target_is_directory=True)
     return root
 
 
@@ -73,9 +79,51 @@ def _tail(path: Path, lines: int = 40) -> str:
         return ""
 
 
+ATTRIBUTES = {
+    "host": "127.0.0.1.",
+    "port": "The port the service listens on.",
+    "url": "http://127.0.0.1:PORT.",
+    "models": "Model name → NAME:VERSION it serves.",
+    "entry_script": "The scoring script.",
+    "source_dir": "The folder shipped with it.",
+    "code_digest": "Digest of the source folder.",
+    "environment": "Its environment's name.",
+    "env": "Environment variables of the process.",
+    "workers": "Worker processes.",
+    "auth": "none or key.",
+    "timeout_seconds": "Longest a scoring request may take.",
+    "status": "Healthy, Transitioning, Unhealthy or Failed.",
+    "pid": "The server's process id.",
+    "started": "The process's start time (clock ticks since boot).",
+    "key": "The generated key, with auth: key (sensitive).",
+}
+
+
 class LocalProvider(Provider):
     kind = "local"
     description = "A scoring-runtime process per service on this machine (127.0.0.1)."
+
+    def service_schema(self) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": shared_options(
+                "port",
+                "auth",
+                "timeout_seconds",
+                "workers",
+                auth="none",
+                timeout_seconds=60,
+                workers=1,
+            ),  # fmt: skip
+            "required": ["port"],
+        }
+
+    def attributes(self, resource_type: str) -> dict[str, str] | None:
+        return dict(ATTRIBUTES) if resource_type == "service" else None
+
+    def identity(self, attributes: dict[str, Any]) -> str | None:
+        pid = attributes.get("pid")
+        return None if pid is None else f"{pid}:{attributes.get('started')}"
 
     def target_schema(self) -> dict[str, Any]:
         return {
@@ -116,11 +164,14 @@ class LocalProvider(Provider):
 
     def plan(self, resource: Resource, prior: dict[str, Any] | None, ctx: Context) -> Proposal:
         planned = self.desired(resource)
+        changed = prior is None or any(prior.get(k) != v for k, v in planned.items())
         if prior and prior.get("status") == ServiceStatus.TRANSITIONING.value:
             # Still in init(): coming up, not broken. Restarting it would only
             # start init() over; a later refresh sees it Healthy (or not).
-            planned["status"] = prior["status"]
-        changed = prior is None or any(prior.get(k) != v for k, v in planned.items())
+            others = any(prior.get(k) != v for k, v in planned.items() if k != "status")
+            if not others:
+                planned["status"] = prior["status"]
+                changed = False
         for k in COMPUTED:
             planned[k] = UNKNOWN if changed or prior is None else prior.get(k)
         if planned["auth"] != "key":
@@ -138,7 +189,13 @@ class LocalProvider(Provider):
         notes = []
         if prior and prior.get("port") != planned["port"]:
             notes.append("new process starts on the new port before the old one stops")
-        return Proposal(planned, requires_replace=set(REPLACE_ON), reasons=reasons, notes=notes)
+        return Proposal(
+            planned,
+            requires_replace=set(REPLACE_ON),
+            reasons=reasons,
+            notes=notes,
+            sensitive={"key"},
+        )
 
     # -- refresh --------------------------------------------------------------
     def read(self, prior: dict[str, Any], ctx: Context) -> dict[str, Any] | None:
@@ -187,6 +244,8 @@ class LocalProvider(Provider):
         log = ctx.work_dir / "logs" / f"{r.name}.log"
         cwd = (ctx.project_dir / planned["source_dir"]).resolve()
         pid, started = proc.spawn(argv, env, cwd, log)
+        made = {**attrs, "pid": pid, "started": started,
+                "status": ServiceStatus.TRANSITIONING.value}  # fmt: skip
         ctx.log(f"started pid {pid}; waiting for {planned['url']}/ready")
         timeout = float(ctx.target.get("startup_timeout") or 120)
         deadline = time.monotonic() + timeout
@@ -206,20 +265,25 @@ class LocalProvider(Provider):
                     log=_tail(log),
                     status=ServiceStatus.FAILED.value,
                 )
-            time.sleep(0.05)
-        return {**attrs, "pid": pid, "started": started, "status": ServiceStatus.HEALTHY.value}
+            try:
+                ctx.sleep(0.05)
+            except Cancelled as e:  # it runs, unchecked: recorded tainted
+                msg = f"{r.address}: interrupted while waiting for it to be ready"
+                raise Cancelled(msg, attributes=made) from e
+        return {**made, "status": ServiceStatus.HEALTHY.value}
 
-    def apply(
-        self, action: Action, resource: Resource, prior: dict[str, Any] | None, ctx: Context
-    ) -> dict[str, Any]:
-        planned = self.plan(resource, prior, ctx).planned
-        if prior and action is Action.REPLACE and prior.get("port") != planned["port"]:
+    def apply(self, request: ApplyRequest, ctx: Context) -> Applied:
+        resource, prior, planned = request.resource, request.prior, request.planned
+        if prior and request.action is Action.REPLACE and prior.get("port") != planned["port"]:
             new = self._start(resource, planned, ctx)  # create before destroy
             self.delete(resource.address, prior, ctx)
-            return new
+            return Applied(new)
         if prior:
             self.delete(resource.address, prior, ctx)
-        return self._start(resource, planned, ctx)
+        return Applied(self._start(resource, planned, ctx))
+
+    def check(self, request: ApplyRequest, applied: Applied, ctx: Context) -> Check:
+        return http_check(request.resource, applied.attributes, ctx)
 
     def delete(self, address: str, prior: dict[str, Any], ctx: Context) -> None:
         pid = prior.get("pid")

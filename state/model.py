@@ -33,8 +33,10 @@ from modelform.state.resource import ResourceState, now_iso, split_address
 
 __all__ = ["FORMAT_VERSION", "ResourceState", "State", "modelform_version", "now_iso"]
 
-#: The state document shape this code reads and writes.
-FORMAT_VERSION = 1
+#: The state document shape this code reads and writes. Format 2 added a
+#: resource's ``tainted`` and ``target``; a format-1 document reads as
+#: untainted resources with no recorded target.
+FORMAT_VERSION = 2
 
 _TOP_KEYS = ("format_version", "lineage", "serial", "modelform_version", "resources")
 

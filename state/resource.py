@@ -33,6 +33,8 @@ _KEYS = (
     "attributes",
     "digests",
     "dependencies",
+    "tainted",
+    "target",
     "created_at",
     "updated_at",
 )
@@ -69,6 +71,12 @@ class ResourceState:
     digests: dict[str, str] = field(default_factory=dict)
     dependencies: list[str] = field(default_factory=list)
     status: str | None = None
+    #: Made, but its check failed (or apply stopped before it): the next
+    #: plan replaces it.
+    tainted: bool = False
+    #: The target it was made on (name, kind, options), so it can be read
+    #: and deleted where it lives after the project file no longer names it.
+    target: dict[str, Any] | None = None
     created_at: str | None = None
     updated_at: str | None = None
 
@@ -87,6 +95,10 @@ class ResourceState:
             "attributes": canonical(dict(self.attributes), f"{where}: attributes"),
             "digests": canonical(dict(self.digests), f"{where}: digests"),
             "dependencies": sorted(set(self.dependencies)),
+            "tainted": bool(self.tainted),
+            "target": None
+            if self.target is None
+            else canonical(dict(self.target), f"{where}: target"),
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
@@ -114,6 +126,12 @@ class ResourceState:
         deps = obj.get("dependencies", [])
         if not isinstance(deps, list) or not all(isinstance(d, str) for d in deps):
             raise StateError(f"{where}: dependencies must be a list of addresses")
+        tainted = obj.get("tainted", False)
+        if not isinstance(tainted, bool):
+            raise StateError(f"{where}: tainted must be true or false")
+        target = obj.get("target")
+        if target is not None and not isinstance(target, dict):
+            raise StateError(f"{where}: target must be an object or null")
         return cls(
             address=address,
             type=_need_str(obj, "type", where),
@@ -123,6 +141,8 @@ class ResourceState:
             digests=dict(digests),
             dependencies=list(deps),
             status=_opt_str(obj, "status", where),
+            tainted=tainted,
+            target=None if target is None else canonical(target, f"{where}: target"),
             created_at=_opt_str(obj, "created_at", where),
             updated_at=_opt_str(obj, "updated_at", where),
         )

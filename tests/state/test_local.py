@@ -70,7 +70,7 @@ def test_an_unreadable_state_is_an_error_pointing_at_the_backup(tmp_path: Path) 
     with pytest.raises(StateError) as caught:  # not broken, only newer: no backup hint
         backend.read()
     assert str(caught.value) == (
-        f"{backend.path}: state format 99 is newer than this modelform understands (format 1): "
+        f"{backend.path}: state format 99 is newer than this modelform understands (format 2): "
         "upgrade modelform to use it"
     )
 

@@ -67,7 +67,7 @@ def test_records_round_trip_through_resource_state() -> None:
     out = rs.to_json()
     assert out["dependencies"] == ["environment.sk", "model.ridge"]
     assert {k: v for k, v in out.items() if k not in ("created_at", "updated_at")} == {
-        **rec, "dependencies": ["environment.sk", "model.ridge"],
+        **rec, "dependencies": ["environment.sk", "model.ridge"], "tainted": False, "target": None,
     }  # fmt: skip
     out["attributes"]["pid"] = 8  # a fresh copy: the state is not aliased
     assert rs.attributes["pid"] == 7
@@ -204,3 +204,28 @@ def test_addresses_split(address: str, parts: tuple[str, str, str]) -> None:
 def test_bad_addresses_are_refused(address: str) -> None:
     with pytest.raises(StateError, match="invalid resource address"):
         split_address(address)
+
+
+def test_a_format_1_document_reads_as_untainted_resources_without_a_target() -> None:
+    old = {
+        "format_version": 1, "lineage": LINEAGE, "serial": 3, "modelform_version": "0.1.0",
+        "resources": [{"address": "service.api", "type": "service", "name": "api",
+                       "provider": "local", "attributes": {"port": 1}}],
+    }  # fmt: skip
+    state = State.from_json(old)
+    rs = state.resources["service.api"]
+    assert (rs.tainted, rs.target) == (False, None)
+    data = state.to_json()
+    assert data["format_version"] == FORMAT_VERSION == 2
+    assert data["resources"][0]["tainted"] is False and data["resources"][0]["target"] is None
+
+
+def test_tainted_and_target_round_trip_and_are_checked() -> None:
+    rs = ResourceState("service.api", "service", "api", "local", {"port": 1}, tainted=True,
+                       target={"name": "laptop", "kind": "local"})  # fmt: skip
+    back = ResourceState.from_json(rs.to_json())
+    assert back.tainted is True and back.target == {"kind": "local", "name": "laptop"}
+    with pytest.raises(StateError, match="tainted must be true or false"):
+        ResourceState.from_json({**rs.to_json(), "tainted": "yes"})
+    with pytest.raises(StateError, match="target must be an object or null"):
+        ResourceState.from_json({**rs.to_json(), "target": "laptop"})
