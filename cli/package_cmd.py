@@ -21,7 +21,8 @@ from modelform.cli.workspace import to_records
 from modelform.engine.diagnostics import Diagnostic, DiagnosticError
 from modelform.engine.exitcodes import Exit
 from modelform.engine.planner import make_plan, resolve_node
-from modelform.engine.provider import Provider, ProviderError
+from modelform.engine.provider import ProviderError
+from modelform.engine.registry import implements
 
 Json = Annotated[bool, typer.Option("--json", "-json", help="Machine-readable output.")]
 Push = Annotated[bool, typer.Option("--push", "-push", help="Push to the target's registry.")]
@@ -60,7 +61,7 @@ def register(app: typer.Typer) -> None:
             }
             resource, ctx = resolve_node(run.nodes[addr], known, ws.config, run)
             provider = ws.registry.get(resource.provider)
-            if type(provider).package is Provider.package:
+            if not implements(provider, "package"):
                 raise DiagnosticError(
                     Diagnostic(
                         f"{addr}: target kind {resource.provider!r} does not build images",
