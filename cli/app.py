@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from modelform import __version__
-from modelform.cli import package_cmd, run_plan, service_cmds, state_cmds
+from modelform.cli import package_cmd, providers_cmd, run_plan, service_cmds, state_cmds
 from modelform.cli.common import Globals, guarded, make_view, workspace
 from modelform.engine.plan import Mode
 
@@ -201,6 +201,7 @@ service_cmds.register(app)
 service_cmds.register_serve(app)
 state_cmds.register(app)
 package_cmd.register(app)
+providers_cmd.register(app)
 
 
 def run() -> None:
