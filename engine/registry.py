@@ -227,7 +227,7 @@ def _instantiate(plugin: Plugin, cls: type[Provider]) -> Provider:
 
 
 def _duplicate_error(kind: str, plugins: list[Plugin]) -> PluginError:
-    named = [f"{p.origin} ({p.value})" for p in plugins]
+    named = sorted(f"{p.origin} ({p.value})" for p in plugins)
     both = ", ".join(named[:-1]) + " and " + named[-1]
     return PluginError(
         f"provider kind {kind!r} is registered by more than one package: {both}; "
@@ -302,7 +302,7 @@ class Registry:
             try:
                 g = cast(GuardedProvider, self.get(kind))
             except PluginError as e:
-                for q in self.plugins()[kind]:
+                for q in sorted(self.plugins()[kind], key=lambda q: (q.package, q.value)):
                     rows.append(ProviderInfo(kind, q.value, q.package, q.version, None, "", str(e)))
                 continue
             plugin = g.plugin
