@@ -50,10 +50,25 @@ TARGET_COMMON = ("kind", "description")
 DEFAULT_KIND = "local"
 
 
+def _inline(value: Any) -> Any:
+    """``value`` with every ``$ref`` into the project schema's ``$defs``
+    replaced by what it points at, so it stands alone in a kind's schema."""
+    if isinstance(value, dict):
+        ref = value.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            target = load_schema()["$defs"][ref.rsplit("/", 1)[-1]]
+            merged = {**target, **{k: v for k, v in value.items() if k != "$ref"}}
+            return _inline(merged)
+        return {k: _inline(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_inline(v) for v in value]
+    return value
+
+
 def shared_option_schemas() -> dict[str, dict[str, Any]]:
     """The shared service options as the project file's schema defines them."""
     props: dict[str, dict[str, Any]] = load_schema()["$defs"]["service"]["properties"]
-    return {k: v for k, v in props.items() if k not in UNIVERSAL}
+    return {k: _inline(v) for k, v in props.items() if k not in UNIVERSAL}
 
 
 def shared_options(*names: str, **defaults: Any) -> dict[str, dict[str, Any]]:
@@ -66,7 +81,7 @@ def shared_options(*names: str, **defaults: Any) -> dict[str, dict[str, Any]]:
     for n in names:
         if n not in shared:
             raise KeyError(f"{n!r} is not a shared service option ({', '.join(shared)})")
-        out[n] = copy.deepcopy(shared[n])
+        out[n] = shared[n]
         if n in defaults:
             out[n]["default"] = defaults[n]
     return out
@@ -101,6 +116,16 @@ def sensitive_options(schema: dict[str, Any]) -> set[str]:
     return {k for k, v in _properties(schema).items() if isinstance(v, dict) and v.get("sensitive")}
 
 
+def _try_info(catalog: Catalog, kind: str) -> KindInfo | None:
+    """A kind's info for listings; a broken plugin of *another* kind must not
+    break the project at hand (it is reported where it is used, and by
+    ``modelform providers``)."""
+    try:
+        return catalog.info(kind)
+    except Exception:  # noqa: BLE001 - any plugin failure; reported elsewhere
+        return None
+
+
 def service_kind(data: dict[str, Any], svc: dict[str, Any]) -> str:
     target = svc.get("target") or DEFAULT_TARGET
     declared = (data.get("targets") or {}).get(target)
@@ -127,7 +152,7 @@ class _Checker:
         if self._honoured is None:
             self._honoured = {}
             for kind in self.catalog.kinds():
-                info = self.catalog.info(kind)
+                info = _try_info(self.catalog, kind)
                 for k in _properties(info.service_schema) if info else ():
                     self._honoured.setdefault(k, []).append(kind)
         return sorted(self._honoured.get(key, []))
@@ -136,7 +161,7 @@ class _Checker:
         return [k for k in self.catalog.kinds() if k != "core"]
 
     # -- targets ------------------------------------------------------------
-    def target(self, name: str, body: dict[str, Any]) -> None:
+    def target(self, name: str, body: dict[str, Any], keys_only: bool = False) -> None:
         kind = str(body.get("kind", DEFAULT_KIND))
         info = self.catalog.info(kind) if kind != "core" else None
         path = ("targets", name)
@@ -152,6 +177,8 @@ class _Checker:
         own = {k: v for k, v in body.items() if k not in TARGET_COMMON}
         schema = info.target_schema
         for e in jsonschema.Draft202012Validator(schema).iter_errors(own):
+            if keys_only and e.validator != "additionalProperties":
+                continue
             if e.validator == "additionalProperties":
                 known = list(_properties(schema))
                 for key in (k for k in e.instance if k not in known):
@@ -168,10 +195,11 @@ class _Checker:
                 continue
             e.relative_path.extendleft(reversed(path))
             self.errors.extend(self.mapper.one(e))
-        _fill(body, schema)
+        if not keys_only:
+            _fill(body, schema)
 
     # -- services -----------------------------------------------------------
-    def service(self, name: str, body: dict[str, Any]) -> None:
+    def service(self, name: str, body: dict[str, Any], keys_only: bool = False) -> None:
         kind = service_kind(self.data, body)
         info = self.catalog.info(kind) if kind != "core" else None
         if info is None:
@@ -180,6 +208,7 @@ class _Checker:
         schema = info.service_schema
         props = _properties(schema)
         own: dict[str, Any] = {}
+        typos: list[str] = []
         for key, value in body.items():
             if key in UNIVERSAL:
                 continue
@@ -187,6 +216,8 @@ class _Checker:
                 own[key] = value
                 continue
             others = self.honoured_by(key)
+            if keys_only and (others or key in shared_option_schemas()):
+                continue  # known somewhere: "cannot honour" is said in the last pass
             if others or key in shared_option_schemas():
                 can = f"kinds that can: {', '.join(others)}" if others else "no installed kind can"
                 self.errors.append(
@@ -199,6 +230,7 @@ class _Checker:
                 continue
             known = [*UNIVERSAL, *props]
             close = did_you_mean(key, known)
+            typos.append(key)
             msg = f'unknown key "{key}" in {where(path)}'
             self.errors.append(
                 Diagnostic(
@@ -207,10 +239,14 @@ class _Checker:
                     None if close else f"options of target kind {kind}: {', '.join(known)}",
                 )
             )
+        if keys_only:
+            return
         closed = {**schema, "additionalProperties": True}
         for e in jsonschema.Draft202012Validator(closed).iter_errors(own):
             if e.validator == "required":
-                missing = [k for k in e.validator_value if k not in body]
+                missing = [
+                    k for k in e.validator_value if k not in body and not did_you_mean(k, typos)
+                ]
                 for k in missing:
                     self.errors.append(
                         Diagnostic(
@@ -259,6 +295,19 @@ class _Checker:
                     )
 
 
+def check_keys(src: Source, data: dict[str, Any], catalog: Catalog) -> list[Diagnostic]:
+    """Unknown kinds and keys only (no values): reported with the schema's own
+    errors in the loader's first pass, so every mistake shows at once."""
+    c = _Checker(src, data, catalog)
+    for name, body in (data.get("targets") or {}).items():
+        if isinstance(body, dict) and isinstance(body.get("kind", DEFAULT_KIND), str):
+            c.target(name, body, keys_only=True)
+    for name, body in (data.get("services") or {}).items():
+        if isinstance(body, dict):
+            c.service(name, body, keys_only=True)
+    return c.errors
+
+
 def check(src: Source, data: dict[str, Any], catalog: Catalog) -> list[Diagnostic]:
     """Every kind-dependent error of the project file; fills kind defaults."""
     c = _Checker(src, data, catalog)
@@ -288,7 +337,7 @@ def full_schema(catalog: Catalog) -> dict[str, Any]:
     target_found: dict[str, dict[str, Any]] = {}
     kinds = [k for k in catalog.kinds() if k != "core"]
     for kind in kinds:
-        info = catalog.info(kind)
+        info = _try_info(catalog, kind)
         if info is None:
             continue
         for key, prop in _properties(info.service_schema).items():
@@ -319,3 +368,60 @@ def full_schema(catalog: Catalog) -> dict[str, Any]:
 
 def full_schema_text(catalog: Catalog) -> str:
     return json.dumps(full_schema(catalog), indent=2) + "\n"
+
+
+# -- the reference docs -------------------------------------------------------
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _type(prop: dict[str, Any]) -> str:
+    if "enum" in prop:
+        return " \\| ".join(f"`{v}`" for v in prop["enum"])
+    t = prop.get("type", "any")
+    return " or ".join(t) if isinstance(t, list) else str(t)
+
+
+def _options_table(schema: dict[str, Any], out: list[str]) -> None:
+    required = set(schema.get("required") or [])
+    props = _properties(schema)
+    if not props:
+        out += ["None.", ""]
+        return
+    out += ["| Option | Type | Default | Description |", "|---|---|---|---|"]
+    for key, prop in props.items():
+        if key in required:
+            default = "required"
+        elif "default" in prop:
+            default = f"`{json.dumps(prop['default'])}`"
+        else:
+            default = ""
+        text = _cell(prop.get("description", ""))
+        if prop.get("sensitive"):
+            text += " **Sensitive**: masked in every output."
+        out.append(f"| `{key}` | {_type(prop)} | {default} | {text} |")
+    out.append("")
+
+
+def kinds_markdown(catalog: Catalog, kinds: Iterable[str]) -> str:
+    """A section per kind: its target options and the service options it
+    honours (the generated part of docs/project-file.md)."""
+    out = [
+        "# Options per target kind",
+        "",
+        "A service's options beyond the ones every service has depend on its target's "
+        "kind. An option the kind does not list is an error at validate, never silently "
+        "dropped. `modelform schema` prints all of them for editors; `modelform providers` "
+        "lists the installed kinds.",
+        "",
+    ]
+    for kind in kinds:
+        info = catalog.info(kind)
+        if info is None:
+            continue
+        out += [f"## Kind `{kind}`", "", _cell(info.description), ""]
+        out += ["### Target options", ""]
+        _options_table(info.target_schema, out)
+        out += ["### Service options", ""]
+        _options_table(info.service_schema, out)
+    return "\n".join(out).rstrip() + "\n"

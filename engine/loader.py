@@ -78,6 +78,16 @@ def _has_refs(value: Any) -> bool:
         return True
 
 
+def _shaped(data: dict[str, Any]) -> bool:
+    """Whether targets and services are mappings of mappings (else the
+    schema's errors say so, and key checks would only add noise)."""
+    for section in ("targets", "services"):
+        value = data.get(section, {})
+        if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+            return False
+    return True
+
+
 def _parse_top(src: Source) -> dict[str, Any]:
     data = src.data
     if data is None:
@@ -328,7 +338,12 @@ def load(
     file = Path(path)
     src = yaml_positions.parse(read_text(file), str(file))
     data = _parse_top(src)
-    _fail(schema.validate(data, src, skip=_is_template) + _reference_syntax(src, data))
+    if catalog is None:
+        from modelform.engine.registry import Registry, catalog as make_catalog
+
+        catalog = make_catalog(Registry())
+    first = schema.validate(data, src, skip=_is_template) + _reference_syntax(src, data)
+    _fail(first + (kinds.check_keys(src, data, catalog) if _shaped(data) else []))
 
     declared = variables.declare(src)
     _check_var_refs(src, data, declared)

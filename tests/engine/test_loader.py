@@ -25,6 +25,7 @@ from modelform.engine.diagnostics import DiagnosticError, Pos
 from modelform.engine.loader import load
 from modelform.engine.references import Ref, resolve
 from modelform.engine.values import UNKNOWN
+from tests.engine.catalogs import OPEN
 
 HERE = Path(__file__).parent
 CASES = sorted(p for p in (HERE / "malformed").iterdir() if p.is_dir())
@@ -160,7 +161,7 @@ def project(tmp_path: Path) -> Path:
 
 
 def test_full_file_loads(project: Path) -> None:
-    cfg = load(project, ["image_tag=slim"], environ={})
+    cfg = load(project, ["image_tag=slim"], environ={}, catalog=OPEN)
     assert cfg.project == "diabetes"
     assert cfg.file == project
     assert set(cfg.models) == {"ridge"}
@@ -187,7 +188,7 @@ def test_full_file_loads(project: Path) -> None:
 
 
 def test_full_file_positions(project: Path) -> None:
-    cfg = load(project, ["image_tag=slim"], environ={})
+    cfg = load(project, ["image_tag=slim"], environ={}, catalog=OPEN)
     f = str(project)
     assert cfg.pos(()) == Pos(f, 1, 1)
     assert cfg.pos(("project",)) == Pos(f, 1, 10)
@@ -211,7 +212,9 @@ def test_variable_precedence(project: Path, tmp_path: Path) -> None:
     second.write_text('{"replicas": 4}')
 
     def replicas(args: list[str], files: list[Path], env: dict[str, str]) -> object:
-        return load(project, ["image_tag=x", *args], files, env).services["prod"]["replicas"]
+        return load(project, ["image_tag=x", *args], files, env, catalog=OPEN).services["prod"][
+            "replicas"
+        ]
 
     assert replicas([], [], {}) == 2
     assert replicas([], [first], {}) == 3
@@ -220,7 +223,7 @@ def test_variable_precedence(project: Path, tmp_path: Path) -> None:
     assert replicas([], [first], {"MODELFORM_VAR_replicas": "5"}) == 5
     assert replicas(["replicas=6"], [first], {"MODELFORM_VAR_replicas": "5"}) == 6
     assert replicas(["replicas=6", "replicas=7"], [], {}) == 7
-    cfg = load(project, [], [first], {"MODELFORM_VAR_image_tag": "env"})
+    cfg = load(project, [], [first], {"MODELFORM_VAR_image_tag": "env"}, catalog=OPEN)
     assert cfg.environments["sklearn"]["base_image"] == "python:3.11-env"
 
 
@@ -248,7 +251,7 @@ def test_variable_coercion(tmp_path: Path) -> None:
         "    plain: ${var.plain}\n"
     )
     args = ["n=3", "f=2.5", "b=TRUE", 'l=["a", 1]', 'm={"k": "v"}', "s=42", "plain=007"]
-    cfg = load(tmp_path / "modelform.yaml", args, environ={})
+    cfg = load(tmp_path / "modelform.yaml", args, environ={}, catalog=OPEN)
     t = cfg.targets["t"]
     assert t["n"] == 3 and isinstance(t["n"], int)
     assert t["f"] == 2.5
@@ -265,7 +268,7 @@ def test_variable_value_is_never_read_as_a_reference(tmp_path: Path) -> None:
         "project: p\nvariables:\n  v: {}\n"
         "targets:\n  t: {kind: x, a: '${var.v}', b: 'x ${var.v}'}\n"
     )
-    cfg = load(tmp_path / "modelform.yaml", ["v=${services.api.url}"], environ={})
+    cfg = load(tmp_path / "modelform.yaml", ["v=${services.api.url}"], environ={}, catalog=OPEN)
     t = cfg.targets["t"]
 
     def no_lookup(ref: object) -> object:
@@ -279,7 +282,7 @@ def test_variable_value_is_never_read_as_a_reference(tmp_path: Path) -> None:
 
 
 def test_references_survive_loading_and_resolve(project: Path) -> None:
-    cfg = load(project, ["image_tag=slim"], environ={})
+    cfg = load(project, ["image_tag=slim"], environ={}, catalog=OPEN)
     env = cfg.services["prod"]["env"]
     seen: list[Ref] = []
 
@@ -327,7 +330,7 @@ def test_same_port_on_this_machine_and_in_a_cluster_is_fine(tmp_path: Path) -> N
         "  a: {entry_script: s.py, port: 9000}\n"
         "  b: {entry_script: s.py, port: 9000, target: prod}\n"
     )
-    assert set(load(tmp_path / "modelform.yaml").services) == {"a", "b"}
+    assert set(load(tmp_path / "modelform.yaml", catalog=OPEN).services) == {"a", "b"}
 
 
 def test_same_port_on_two_local_targets_clashes_on_this_machine(tmp_path: Path) -> None:
@@ -348,7 +351,9 @@ def test_schema_docs_are_up_to_date() -> None:
     from modelform.engine.schema import render_markdown
 
     committed = (REPO / "docs" / "project-file.md").read_text(encoding="utf-8")
-    assert committed == render_markdown(), "run scripts/gen-docs"
+    assert committed.startswith(render_markdown()), "run scripts/gen-docs"
+    for kind in ("local", "container"):  # a section per built-in kind
+        assert f"## Kind `{kind}`" in committed
     done = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "gen-docs"), "--check"], capture_output=True
     )

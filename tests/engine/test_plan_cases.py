@@ -19,12 +19,21 @@ from typing import Any
 import pytest
 
 from modelform.engine.loader import load
-from modelform.engine.modelstore import ModelStore
+from modelform.engine.modelstore import LocalStore
 from modelform.engine.plan import Mode, Plan
 from modelform.engine.planner import Run, make_plan
-from modelform.engine.provider import Action, Context, Proposal, Provider, Resource
-from modelform.engine.registry import Registry
-from modelform.engine.values import UNKNOWN
+from modelform.engine.registry import Registry, catalog
+from modelform.plugin import (
+    UNKNOWN,
+    Action,
+    Applied,
+    ApplyRequest,
+    Context,
+    Proposal,
+    Provider,
+    Resource,
+    shared_options,
+)
 
 CASES = sorted(p for p in (Path(__file__).parent / "plancases").iterdir() if p.is_dir())
 
@@ -35,6 +44,15 @@ class FakeProvider(Provider):
 
     def __init__(self, reality: dict[str, Any]) -> None:
         self.reality = reality
+
+    def service_schema(self) -> dict[str, Any]:
+        return {"type": "object", "properties": shared_options("port")}
+
+    def apply(self, request: ApplyRequest, ctx: Context) -> Applied:
+        raise AssertionError("plan cases never apply")
+
+    def delete(self, address: str, prior: dict[str, Any], ctx: Context) -> None:
+        raise AssertionError("plan cases never apply")
 
     def read(self, prior: dict[str, Any], ctx: Context) -> dict[str, Any] | None:
         name = prior["name"]
@@ -81,8 +99,9 @@ def _json(path: Path) -> dict[str, Any]:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_plan_case(case: Path, tmp_path: Path) -> None:
-    config = load(case / "modelform.yaml")
     prior, reality, args = (_json(case / n) for n in ("state.json", "reality.json", "args.json"))
+    registry = Registry(extra={"fake": FakeProvider(reality)})
+    config = load(case / "modelform.yaml", catalog=catalog(registry))
     work = tmp_path / ".modelform"
     # The model store as the last run left it: versions named in state exist.
     for rec in prior.values():
@@ -90,12 +109,13 @@ def test_plan_case(case: Path, tmp_path: Path) -> None:
             a = rec["attributes"]
             src = tmp_path / "src-model"
             src.write_bytes(b"old")
-            ModelStore(work / "models").register(a["name"], a["version"], a["digest"], src, {}, "")
+            LocalStore(work / "models").register(a["name"], a["version"], a["digest"], src, {}, "")
     run = Run(
         config=config,
-        registry=Registry(extra={"fake": FakeProvider(reality)}),
+        registry=registry,
         work_dir=work,
         lineage="test",
+        models=LocalStore(work / "models"),
     )
     plan = make_plan(
         run,
