@@ -16,6 +16,16 @@ REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "examples" / "quickstart"
 
 
+def modelform_command() -> list[str]:
+    """The installed ``modelform`` script of the interpreter running the tests
+    (``pip install -e .`` puts it beside ``python``): the entry point a user
+    runs, not ``python -m``. Missing is a broken install, so it fails."""
+    exe = Path(sys.executable).with_name("modelform")
+    if not exe.is_file():
+        raise AssertionError(f"{exe} is missing: install modelform in this venv (pip install -e .)")
+    return [str(exe)]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -37,8 +47,8 @@ class Project:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def cmd(self, *args: str, timeout: float = 180, stdin: str | None = None) -> list[str]:
-        return [sys.executable, "-m", "modelform.cli", *args]
+    def cmd(self, *args: str) -> list[str]:
+        return [*modelform_command(), *args]
 
     def run(self, *args: str, timeout: float = 180) -> Result:
         p = subprocess.run(

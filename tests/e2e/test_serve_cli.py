@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
-from tests.e2e.helpers import free_port
+from tests.e2e.helpers import free_port, modelform_command
 
 
 def test_serve_answers_and_stops_on_sigterm(tmp_path: Path) -> None:
@@ -19,8 +18,7 @@ def test_serve_answers_and_stops_on_sigterm(tmp_path: Path) -> None:
         "def run(raw):\n    return {'n': len(json.loads(raw)['data'])}\n"
     )
     port = free_port()
-    cmd = [sys.executable, "-m", "modelform.cli", "serve", "--entry-script", "score.py",
-           "--port", str(port)]  # fmt: skip
+    cmd = [*modelform_command(), "serve", "--entry-script", "score.py", "--port", str(port)]
     server = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30

@@ -9,7 +9,6 @@ import dataclasses
 import json
 import os
 import subprocess
-import sys
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import pytest
 
 from modelform.engine.provider import ProviderError
 from modelform.providers import imagebuild as ib
+from tests.e2e.helpers import modelform_command
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -113,7 +113,7 @@ def test_package_command_builds_and_pushes_without_deploying(
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "modelform.cli", *args], cwd=root, env=env,
+            [*modelform_command(), *args], cwd=root, env=env,
             capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL,
         )  # fmt: skip
 
