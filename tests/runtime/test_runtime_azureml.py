@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import joblib
 import pytest
+from sklearn import datasets, linear_model
 
 # The classic Azure ML example: model file under AZUREML_MODEL_DIR, json.loads(raw_data).
 SKLEARN_SCRIPT = """
@@ -31,9 +33,6 @@ SKLEARN_SCRIPT = """
 
 @pytest.fixture(scope="module")
 def ridge_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    joblib = pytest.importorskip("joblib")
-    datasets = pytest.importorskip("sklearn.datasets")
-    linear_model = pytest.importorskip("sklearn.linear_model")
     x, y = datasets.load_diabetes(return_X_y=True)
     model = linear_model.Ridge(alpha=0.1).fit(x, y)
     folder = tmp_path_factory.mktemp("model")
@@ -42,8 +41,6 @@ def ridge_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_azure_ml_example_script_scores_with_model_dir(start_server, ridge_model_dir):
-    joblib = pytest.importorskip("joblib")
-    datasets = pytest.importorskip("sklearn.datasets")
     server = start_server(SKLEARN_SCRIPT, model_dir=ridge_model_dir)
     x, _ = datasets.load_diabetes(return_X_y=True)
     rows = x[:3].tolist()
@@ -113,7 +110,6 @@ def test_environment_and_return_values_follow_azure_ml(start_server, tmp_path):
 
 
 def test_numpy_results_request_headers_and_request_ids(start_server):
-    pytest.importorskip("numpy")
     server = start_server(
         """
         import json
