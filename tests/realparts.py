@@ -7,8 +7,9 @@ Each session fixture reads ``$MODELFORM_CACHE/testenv/env.json`` (written by
 ``scripts/testenv up``) and probes its part. A part that does not answer is started
 with ``scripts/testenv up PART --no-build`` (seconds when it was built before) and
 stopped again when the session ends. Only if that fails is the test skipped, with
-the reason and the command that starts it; with ``MODELFORM_TESTENV_STRICT=1``, and by
-default when ``CI=true``, it fails instead, so a broken part can never pass as skipped.
+the reason and the command that starts it; with ``MODELFORM_TESTENV_STRICT=1`` (which
+``.ci/run`` always sets, and ``scripts/test`` unless told otherwise), and by default
+when ``CI=true``, it fails instead, so a broken part can never pass as skipped.
 
 Tests using these fixtures are marked ``docker``, ``k8s``, ``s3`` or ``registry``
 automatically (and may say so themselves).
