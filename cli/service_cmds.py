@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from modelform.cli.common import guarded, make_view, workspace
+from modelform.cli.flags import NoColor
 from modelform.cli.workspace import record_context, to_records
 from modelform.engine import graph as graphs
 from modelform.engine.diagnostics import Diagnostic, DiagnosticError
@@ -42,9 +43,11 @@ def register(app: typer.Typer) -> None:
     app.add_typer(models_app, name="models")
 
     @app.command()
-    def validate(var: Var = None, var_file: VarFile = None, json_out: Json = False) -> None:
+    def validate(
+        var: Var = None, var_file: VarFile = None, json_out: Json = False, no_color: NoColor = False
+    ) -> None:
         """Check the project file: schema, references, files, cycles."""
-        view = make_view(json_out)
+        view = make_view(json_out, no_color)
 
         def body() -> int:
             ws = workspace(view, var, var_file)
@@ -127,6 +130,8 @@ def register(app: typer.Typer) -> None:
                 ctx = record_context(run, rec, records)
                 live = ws.registry.get(rec["provider"]).read(rec["attributes"], ctx)
                 st = (live or {}).get("status") if live else "Gone"
+                if live and rec.get("tainted"):
+                    st = f"{rec['attributes'].get('status') or 'Unhealthy'} (tainted)"
                 rows.append({"address": addr, "provider": rec["provider"],
                              "url": rec["attributes"].get("url"), "status": st,
                              "models": rec["attributes"].get("models", {})})  # fmt: skip

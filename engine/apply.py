@@ -178,7 +178,7 @@ def apply_plan(
 
     def save(
         node_addr: str, provider: str, attrs: dict[str, Any], children: dict[str, Child],
-        target: dict[str, Any], tainted: bool,
+        target: dict[str, Any] | None, tainted: bool,
     ) -> None:  # fmt: skip
         node = run.nodes[node_addr]
         with lock:
@@ -226,7 +226,7 @@ def apply_plan(
             applied = provider.apply(req, ctx)
         except ProviderError as e:
             if e.attributes is not None:  # it exists, unchecked: tainted
-                save(addr, change.provider, e.attributes, e.children, ctx.target, True)
+                save(addr, change.provider, e.attributes, e.children, ctx.target or None, True)
             raise
         if not isinstance(applied, Applied):
             raise ProviderError(
@@ -235,7 +235,7 @@ def apply_plan(
             )
         bad = _mismatch(planned, applied.attributes)
         if bad:
-            save(addr, change.provider, applied.attributes, applied.children, ctx.target, True)
+            save(addr, change.provider, applied.attributes, applied.children, ctx.target or None, True)
             k = bad[0]
             raise ProviderError(
                 f"provider {change.provider} produced an inconsistent result for {addr}: "
@@ -244,18 +244,18 @@ def apply_plan(
         try:
             check = provider.check(req, applied, ctx)
         except ProviderError:
-            save(addr, change.provider, applied.attributes, applied.children, ctx.target, True)
+            save(addr, change.provider, applied.attributes, applied.children, ctx.target or None, True)
             raise
         if not check.ok:
             status = check.status or ServiceStatus.UNHEALTHY.value
             attrs = {**applied.attributes, "status": status}
-            save(addr, change.provider, attrs, applied.children, ctx.target, True)
+            save(addr, change.provider, attrs, applied.children, ctx.target or None, True)
             raise ProviderError(
                 f"check failed: {check.message or status} (recorded as tainted: the next plan "
                 "replaces it)",
                 log=check.log,
             )
-        save(addr, change.provider, applied.attributes, applied.children, ctx.target, False)
+        save(addr, change.provider, applied.attributes, applied.children, ctx.target or None, False)
         return None
 
     def step(addr: str) -> None:

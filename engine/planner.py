@@ -196,6 +196,10 @@ def refresh(run: Run, prior: Records) -> tuple[Records, list[Drift]]:
         if attrs is None:
             drift.append(Drift(addr, "deleted", rec["attributes"], None))
             continue
+        if rec.get("tainted") and "status" in rec["attributes"]:
+            # A failed check is the verdict until the object is made anew: a
+            # process that answers /ready is still the one whose test failed.
+            attrs = {**attrs, "status": rec["attributes"]["status"]}
         refreshed[addr] = {
             **rec,
             "attributes": attrs,
