@@ -26,8 +26,8 @@ ensure_venv() {
     # pip passes on setuptools' notes about strict mode even with -q: keep
     # the output for a failure only.
     if ! "$venv/bin/pip" install -q -e "$spec" --config-settings editable_mode=strict \
-      >"$venv/.modelform-install.log" 2>&1; then
-      cat "$venv/.modelform-install.log" >&2
+      >"$venv/.install-modelform.log" 2>&1; then
+      cat "$venv/.install-modelform.log" >&2
       return 1
     fi
     _modelform_link_folders "$venv"
