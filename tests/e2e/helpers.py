@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "examples" / "quickstart"
@@ -73,6 +76,10 @@ class Project:
             env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
         )
 
+    def start(self, *args: str) -> Watched:
+        """The command running in the background, its output read as it comes."""
+        return Watched(self.popen(*args))
+
     def cleanup(self) -> None:
         """Destroy what the test made even when it failed half-way: a lock left
         by a CLI the test killed is removed first, and any server still running
@@ -100,6 +107,67 @@ class Project:
         if isinstance(res, list):
             return {r["address"]: r for r in res}
         return res  # type: ignore[no-any-return]
+
+
+class Watched:
+    """A running command whose stdout and stderr are read line by line as they
+    come (one thread each), so a test waits for a line, never for time."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._changed = threading.Condition()
+        self._open = 2
+        self._readers = [
+            threading.Thread(target=self._read, args=(proc.stdout, self.out), daemon=True),
+            threading.Thread(target=self._read, args=(proc.stderr, self.err), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, stream: IO[str] | None, into: list[str]) -> None:
+        assert stream is not None
+        for line in stream:
+            with self._changed:
+                into.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._open -= 1
+            self._changed.notify_all()
+
+    @property
+    def text(self) -> str:
+        with self._changed:
+            return "".join(self.out) + "".join(self.err)
+
+    def wait_for(self, pattern: str, count: int = 1, timeout: float = 120) -> list[re.Match[str]]:
+        """The first ``count`` stdout lines matching ``pattern``, as soon as they
+        are printed; fails (with the output) if the command ends without them
+        or ``timeout`` seconds pass."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                found = [m for line in self.out if (m := rx.search(line))]
+                if len(found) >= count:
+                    return found[:count]
+                left = deadline - time.monotonic()
+                if not self._open or left <= 0:
+                    why = "the command ended" if not self._open else f"{timeout:.0f} s passed"
+                    raise AssertionError(
+                        f"{why} before {count} line(s) matching {pattern!r}:\n"
+                        + "".join(self.out)
+                        + "".join(self.err)
+                    )
+                self._changed.wait(left)
+
+    def finish(self, timeout: float = 120) -> int:
+        """Wait for the command to end and for its output to be read; its exit code."""
+        code = self.proc.wait(timeout=timeout)
+        for reader in self._readers:
+            reader.join(timeout=timeout)
+        return code
 
 
 def copy_quickstart(dst: Path) -> Project:

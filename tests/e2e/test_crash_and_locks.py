@@ -1,4 +1,10 @@
-"""Two applies at once, and the CLI killed with SIGKILL in the middle of an apply."""
+"""Two applies at once, and the CLI killed with SIGKILL or interrupted with
+Ctrl-C in the middle of an apply.
+
+The services' init() waits for a file the test creates (``Project`` of
+``make_project``: ``release()``), so a step is provably in flight, its server
+started and not ready, for as long as the test needs: no test here depends on
+how fast the machine is."""
 
 from __future__ import annotations
 
@@ -14,25 +20,36 @@ from tests.e2e.helpers import Project, free_port, our_processes
 
 pytestmark = pytest.mark.slow
 
-SLOW_SCORE = """
+# init() returns once the test creates RELEASE_FILE: until then the server
+# answers /ready with 503 and its apply step cannot finish.
+HELD_SCORE = """
 import json, os, time
 
 def init():
-    time.sleep(float(os.environ.get("INIT_SECONDS", "0")))
+    while not os.path.exists(os.environ["RELEASE_FILE"]):
+        time.sleep(0.02)
 
 def run(raw_data):
     return {"sum": sum(json.loads(raw_data)["data"])}
 """
 
+STARTED = r"^service\.(svc-\d+): \[\d+s\] started pid (\d+);"
 
-def make_project(root: Path, services: int, init_seconds: float) -> Project:
+
+class HeldProject(Project):
+    def release(self) -> None:
+        """Let every init(), running or to come, return."""
+        (self.root / "release").touch()
+
+
+def make_project(root: Path, services: int) -> HeldProject:
     (root / "src").mkdir(parents=True)
-    (root / "src" / "score.py").write_text(SLOW_SCORE)
+    (root / "src" / "score.py").write_text(HELD_SCORE)
     lines = [
         "project: many",
         "environments:",
         "  plain:",
-        f"    env: {{INIT_SECONDS: '{init_seconds}'}}",
+        f"    env: {{RELEASE_FILE: '{(root / 'release').resolve()}'}}",
         "services:",
     ]
     for i in range(services):
@@ -43,58 +60,55 @@ def make_project(root: Path, services: int, init_seconds: float) -> Project:
             f"    port: {free_port()}",
         ]
     (root / "modelform.yaml").write_text("\n".join(lines) + "\n")
-    return Project(root)
+    return HeldProject(root)
 
 
 def test_second_apply_waits_for_the_lock_then_names_the_holder(tmp_path: Path) -> None:
-    p = make_project(tmp_path / "p", services=1, init_seconds=4)
-    first = p.popen("apply", "-auto-approve")
+    p = make_project(tmp_path / "p", services=1)
+    first = p.start("apply", "-auto-approve")
     try:
-        deadline = time.monotonic() + 30
-        lock = p.state_file.with_name(p.state_file.name + ".lock")
-        while not lock.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert lock.exists()
+        # Its server has started and is held in init(): the first apply holds
+        # the lock until release(), however long the second takes to start.
+        first.wait_for(STARTED)
+        assert p.state_file.with_name(p.state_file.name + ".lock").exists()
         t0 = time.monotonic()
         second = p.run("apply", "-auto-approve", "-lock-timeout", "1")
         waited = time.monotonic() - t0
         assert second.code == 1, second.text
         assert "apply" in second.err and "lock" in second.err.lower()
         assert waited >= 1.0
-        assert first.wait(timeout=120) == 0, first.stderr.read() if first.stderr else ""
+        p.release()
+        assert first.finish() == 0, first.text
         json.loads(p.state_file.read_text())  # never corrupt
         assert "service.svc-00" in p.resources()
     finally:
-        if first.poll() is None:
-            first.kill()
+        if first.proc.poll() is None:
+            first.proc.kill()
+        p.release()
         p.cleanup()
     assert our_processes(p.root) == set()
 
 
 def test_cli_killed_mid_apply_leaves_nothing_unknown(tmp_path: Path) -> None:
-    p = make_project(tmp_path / "p", services=20, init_seconds=1.5)
+    p = make_project(tmp_path / "p", services=20)
     try:
-        cli = p.popen("apply", "-auto-approve", "-parallelism", "10")
-        # Wait until some services run, then SIGKILL the CLI mid-walk.
-        deadline = time.monotonic() + 60
-        while len(our_processes(p.root)) < 12 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        cli.send_signal(signal.SIGKILL)
-        cli.wait(timeout=10)
-        # A server forked just before the kill shows its identity once it has
-        # exec'd (its environment until then is the CLI's): let that settle.
-        time.sleep(1.0)
-        running = our_processes(p.root)
+        cli = p.start("apply", "-auto-approve", "-parallelism", "10")
+        # Ten steps in flight, each with its server started (exec'd, so its
+        # identity is in /proc) and held in init(); no step can finish and no
+        # eleventh can start. SIGKILL the CLI now.
+        started = {int(m.group(2)) for m in cli.wait_for(STARTED, count=10)}
+        cli.proc.send_signal(signal.SIGKILL)
+        cli.finish(timeout=30)
+        assert our_processes(p.root) == started
         known = set(p.resources()) if p.state_file.exists() else set()
-        assert 0 < len(running) < 20 or len(known) < 20
+        assert not [a for a in known if a.startswith("service.")]  # none got as far as ready
+        p.release()
 
         plan = p.run("plan")
         assert plan.code == 0, plan.text
-        # Only what is missing is created; running processes are adopted.
-        assert plan.out.count("will be created") == 20 - len(running), plan.out
-        adopted = plan.out.count("was found running and adopted into state")
-        in_state = {a for a in known if a.startswith("service.")}
-        assert adopted == len(running) - len(in_state), plan.out
+        # Only what is missing is created; the running processes are adopted.
+        assert plan.out.count("will be created") == 10, plan.out
+        assert plan.out.count("was found running and adopted into state") == 10, plan.out
 
         # The killed CLI's lock stays (never broken silently); the error names it
         # as stale with the id to give to force-unlock.
@@ -109,28 +123,41 @@ def test_cli_killed_mid_apply_leaves_nothing_unknown(tmp_path: Path) -> None:
             rec["attributes"]["pid"] for a, rec in p.resources().items() if a.startswith("service.")
         }
         assert len(pids) == 20
+        assert started <= pids  # adopted, not restarted
         assert our_processes(p.root) == pids  # no process unknown to state
     finally:
+        p.release()
         p.cleanup()
     assert our_processes(p.root) == set()
 
 
-def test_ctrl_c_lets_steps_in_flight_finish_and_saves_state(tmp_path: Path) -> None:
-    p = make_project(tmp_path / "p", services=6, init_seconds=2)
+def test_ctrl_c_mid_apply_exits_130_and_leaves_nothing_unknown(tmp_path: Path) -> None:
+    p = make_project(tmp_path / "p", services=6)
+    cli = p.start("apply", "-auto-approve", "-parallelism", "2")
     try:
-        cli = p.popen("apply", "-auto-approve", "-parallelism", "2")
-        deadline = time.monotonic() + 60
-        while not our_processes(p.root) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        cli.send_signal(signal.SIGINT)
-        out, err = cli.communicate(timeout=60)
-        assert cli.returncode == 130, out + err
-        assert "Not started (interrupted)" in err
-        services = {a: r for a, r in p.resources().items() if a.startswith("service.")}
-        assert 1 <= len(services) < 6
-        # The steps in flight finished and were recorded: every process is known.
-        assert our_processes(p.root) == {r["attributes"]["pid"] for r in services.values()}
+        # Both steps in flight have started their servers, held in init():
+        # neither can finish before the signal, and four have not started.
+        in_flight = {m.group(1) for m in cli.wait_for(STARTED, count=2)}
+        cli.proc.send_signal(signal.SIGINT)
+        p.release()  # whether or not apply still waits for them, nothing is held any more
+        code = cli.finish(timeout=60)
+        err = "".join(cli.err)
+        assert code == 130, cli.text
+        not_started = re.search(r"^Not started \(interrupted\): (.*)$", err, re.M)
+        assert not_started, err
+        all_services = {f"service.svc-{i:02d}" for i in range(6)}
+        assert set(not_started.group(1).split(", ")) == all_services - {
+            f"service.{name}" for name in in_flight
+        }
         assert not p.state_file.with_name("state.json.lock").exists()
+        json.loads(p.state_file.read_text())  # written whole
+        services = {a: r for a, r in p.resources().items() if a.startswith("service.")}
+        assert set(services) <= {f"service.{name}" for name in in_flight}
+        # Every server of the project is recorded in state, or gone: none unknown.
+        assert our_processes(p.root) <= {r["attributes"]["pid"] for r in services.values()}
     finally:
+        if cli.proc.poll() is None:
+            cli.proc.kill()
+        p.release()
         p.cleanup()
     assert our_processes(p.root) == set()
