@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -153,3 +156,85 @@ def test_a_method_raising_is_one_line_naming_the_plugin(tmp_path: Path) -> None:
     assert one_error_line(r) == (
         "Error: provider boom (mf-boom 0.9.1) failed in plan(): ValueError: bad thing"
     )
+
+
+# -- docs/plugins.md, as written ---------------------------------------------
+
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
+
+
+def guide_files() -> dict[str, str]:
+    """The guide's code blocks that carry a file name (```python title="…"```)."""
+    blocks = re.findall(r'```\w+ title="([^"]+)"\n(.*?)```', GUIDE.read_text(), re.S)
+    return dict(blocks)
+
+
+def install_guide_plugin(site: Path) -> str:
+    """The guide's mf-jobdir, installed as its pyproject says."""
+    files = guide_files()
+    meta = tomllib.loads(files["mf-jobdir/pyproject.toml"])["project"]
+    [(kind, value)] = meta["entry-points"]["modelform.providers"].items()
+    module, cls = value.split(":")
+    make_plugin(site, meta["name"], kind, files[f"mf-jobdir/{module}.py"],
+                version=meta["version"], module=module, cls=cls)  # fmt: skip
+    return kind
+
+
+def test_the_plugin_guide_works_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    site = tmp_path / "site"
+    assert install_guide_plugin(site) == "jobdir"
+    files = guide_files()
+    root = tmp_path / "project"
+    (root / "models").mkdir(parents=True)
+    (root / "models" / "ridge.pkl").write_bytes(b"weights")
+    (root / "src").mkdir()
+    (root / "src" / "score.py").write_text(
+        "def init():\n    pass\n\n\ndef run(data):\n    return data\n"
+    )
+    (root / "modelform.yaml").write_text(files["project/modelform.yaml"])
+    secret = "s3cr3t-key-4711"
+    monkeypatch.setenv("MODELFORM_VAR_key", secret)
+    texts = []
+
+    def ok(*args: str, code: int = 0) -> Result:
+        r = run(root, *args, plugins=site)
+        assert r.code == code, (args, r.text)
+        texts.append(r.text)
+        return r
+
+    r = ok("providers")
+    assert any(
+        line.split()[:4] == ["jobdir", "mf-jobdir", "0.1.0", "2"] for line in r.out.splitlines()
+    )
+    schema = json.loads(ok("schema").out)
+    service = schema["$defs"]["service"]["properties"]
+    assert service["api_key"]["sensitive"] is True and "schedule" in service
+    ok("validate")
+    ok("plan", "-detailed-exitcode", code=2)
+    ok("apply", "-auto-approve")
+    jobs = root / "jobs"
+    assert json.loads((jobs / "index.json").read_text()) == {"churn": "0 2 * * *"}
+    assert json.loads((jobs / "churn" / "key").read_text()) == {"key": secret}
+    ok("plan", "-detailed-exitcode")
+    (jobs / "churn" / "job.json").unlink()
+    assert "service.churn/job has been deleted" in ok("drift", code=2).out
+    ok("apply", "-auto-approve")
+    assert (jobs / "churn" / "job.json").is_file()
+    # A new root moves the job: replaced, the old folder gone.
+    (root / "modelform.yaml").write_text(
+        files["project/modelform.yaml"].replace("root: jobs", "root: jobs2")
+    )
+    assert "service.churn must be replaced" in ok("plan").out
+    ok("apply", "-auto-approve")
+    assert not (jobs / "churn").exists() and (root / "jobs2" / "churn" / "job.json").is_file()
+    ok("state", "show", "service.churn/key")
+    ok("destroy", "-auto-approve")
+    assert list((root / "jobs2").iterdir()) == []
+    assert secret not in "\n".join(texts)
+
+    # The guide's unit test, run as written.
+    monkeypatch.syspath_prepend(str(site))
+    scope: dict[str, Any] = {}
+    exec(compile(files["mf-jobdir/tests/test_plan.py"], "test_plan.py", "exec"), scope)
+    scope["test_a_new_root_replaces_the_job"](tmp_path / "unit")
+    sys.modules.pop("mf_jobdir", None)
