@@ -14,6 +14,7 @@ import typer
 from modelform import __version__
 from modelform.cli import package_cmd, providers_cmd, run_plan, service_cmds, state_cmds
 from modelform.cli.common import Globals, guarded, make_view, workspace
+from modelform.cli.flags import Input, Lock, LockUnused, NoColor, Switch
 from modelform.engine.plan import Mode
 
 app = typer.Typer(
@@ -107,9 +108,12 @@ def plan(
     refresh: Refresh = True,
     target: Target = None,
     replace: Replace = None,
+    input_: Input = Switch.true,
+    lock: LockUnused = Switch.true,
+    no_color: NoColor = False,
 ) -> None:
-    """Show what apply would change."""
-    view = make_view(json_out)
+    """Show what apply would change (it never prompts, nor locks the state)."""
+    view = make_view(json_out, no_color)
     mode = Mode.DESTROY if destroy else Mode.REFRESH_ONLY if refresh_only else Mode.NORMAL
     guarded(
         view,
@@ -144,14 +148,18 @@ def apply(
     refresh: Refresh = True,
     target: Target = None,
     replace: Replace = None,
+    input_: Input = Switch.true,
+    lock: Lock = Switch.true,
+    no_color: NoColor = False,
 ) -> None:
     """Make the deployment match the project file."""
-    view = make_view(json_out)
+    view = make_view(json_out, no_color)
     mode = Mode.REFRESH_ONLY if refresh_only else Mode.NORMAL
+    Globals.input = input_ is Switch.true
     guarded(
         view,
         lambda: run_plan.apply_cmd(
-            workspace(view, var, var_file, lock_timeout, parallelism),
+            workspace(view, var, var_file, lock_timeout, parallelism, lock is Switch.true),
             view,
             plan_file=plan_file,
             mode=mode,
@@ -172,13 +180,17 @@ def destroy(
     lock_timeout: LockTimeout = 0.0,
     parallelism: Parallelism = 10,
     target: Target = None,
+    input_: Input = Switch.true,
+    lock: Lock = Switch.true,
+    no_color: NoColor = False,
 ) -> None:
     """Remove everything this project made."""
-    view = make_view(json_out)
+    view = make_view(json_out, no_color)
+    Globals.input = input_ is Switch.true
     guarded(
         view,
         lambda: run_plan.apply_cmd(
-            workspace(view, var, var_file, lock_timeout, parallelism),
+            workspace(view, var, var_file, lock_timeout, parallelism, lock is Switch.true),
             view,
             plan_file=None,
             mode=Mode.DESTROY,
@@ -191,9 +203,19 @@ def destroy(
 
 
 @app.command()
-def drift(var: Var = None, var_file: VarFile = None, json_out: Json = False) -> None:
-    """Compare state with the real world: exit 0 no drift, 2 drift, 1 error. Never writes."""
-    view = make_view(json_out)
+def drift(
+    var: Var = None,
+    var_file: VarFile = None,
+    json_out: Json = False,
+    input_: Input = Switch.true,
+    lock: LockUnused = Switch.true,
+    no_color: NoColor = False,
+) -> None:
+    """Compare state with the real world: exit 0 no drift, 2 drift, 1 error.
+
+    Never writes, never prompts, never locks.
+    """
+    view = make_view(json_out, no_color)
     guarded(view, lambda: run_plan.drift_cmd(workspace(view, var, var_file), view))
 
 

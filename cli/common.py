@@ -22,15 +22,21 @@ from modelform.engine.views import HumanView, JsonView, View
 
 
 class Globals:
-    """Options given before the command (``modelform --chdir DIR plan``)."""
+    """Options given before the command (``modelform -f FILE plan``).
 
-    chdir: Path | None = None
+    ``-chdir DIR`` is not kept here: it changes the process's folder at once
+    (cli.app), so every relative path — project file, state, var files, plan
+    files — is from DIR, as with Terraform.
+    """
+
     file: Path | None = None
     state: Path | None = None
+    #: False with a command's ``-input=false``: :func:`confirm` never asks.
+    input: bool = True
 
 
-def make_view(json_out: bool) -> View:
-    return JsonView() if json_out else HumanView()
+def make_view(json_out: bool, no_color: bool = False) -> View:
+    return JsonView() if json_out else HumanView(no_color=no_color)
 
 
 def workspace(
@@ -39,11 +45,10 @@ def workspace(
     var_file: list[Path] | None = None,
     lock_timeout: float = 0.0,
     parallelism: int = 10,
+    lock: bool = True,
 ) -> Workspace:
-    base = Globals.chdir or Path.cwd()
-    file = Globals.file if Globals.file else base
-    if not file.is_absolute():
-        file = base / file
+    base = Path.cwd()
+    file = base / Globals.file if Globals.file else base
     opts = Options(
         file=file,
         state=Globals.state,
@@ -51,8 +56,15 @@ def workspace(
         var_file=list(var_file or []),
         lock_timeout=lock_timeout,
         parallelism=parallelism,
+        lock=lock,
     )
-    return Workspace(opts, log=lambda addr, line: view.event(addr, "log", line))
+    ws = Workspace(
+        opts,
+        log=lambda addr, line: view.event(addr, "log", line),
+        note=lambda line: view.message(f"Warning: {line}"),
+    )
+    ws.redactor = view.redactor  # secrets the project declares are masked in its output
+    return ws
 
 
 def guarded(view: View, body: Callable[[], int | None]) -> None:
@@ -81,7 +93,8 @@ def guarded(view: View, body: Callable[[], int | None]) -> None:
 
 
 def confirm(question: str) -> bool:
-    if not sys.stdin or not sys.stdin.isatty():
+    """Ask on the terminal; False without asking when there is none or ``-input=false``."""
+    if not Globals.input or not sys.stdin or not sys.stdin.isatty():
         return False
     answer = typer.prompt(
         f"{question}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value"

@@ -10,6 +10,7 @@ from pathlib import Path
 from modelform.cli.common import confirm
 from modelform.cli.statewriter import StateWriter
 from modelform.cli.workspace import Workspace, to_records
+from modelform.engine import sensitive
 from modelform.engine.apply import apply_plan
 from modelform.engine.diagnostics import Diagnostic, DiagnosticError
 from modelform.engine.exitcodes import Exit
@@ -37,6 +38,7 @@ def plan_cmd(
         run, to_records(state), mode=mode, do_refresh=refresh, targets=targets, replace=replace,
         serial=state.serial if state else 0,
     )  # fmt: skip
+    view.redactor.add(sensitive.from_plan(plan))
     view.plan(plan)
     if out is not None:
         save_plan(plan, out)
@@ -101,6 +103,7 @@ def apply_cmd(
         run = ws.run(state, cancelled=stop.is_set)
         if plan_file is not None:
             plan = load_plan(plan_file)
+            view.redactor.add(sensitive.from_plan(plan))
             _check_saved(plan, state, ws)
             run.desired()
         else:
@@ -108,6 +111,7 @@ def apply_cmd(
                 run, to_records(state), mode=mode, do_refresh=refresh, targets=targets,
                 replace=replace, serial=state.serial if state else 0,
             )  # fmt: skip
+            view.redactor.add(sensitive.from_plan(plan))
             view.plan(plan)
             if plan.has_changes and not auto_approve:
                 verb = "destroy all resources" if mode is Mode.DESTROY else "perform these actions"
@@ -131,12 +135,27 @@ def apply_cmd(
     return Exit.OK if result.ok else Exit.ERROR
 
 
-def drift_cmd(ws: Workspace, view: View) -> int:
-    """Refresh and compare with state; never writes state nor takes the lock."""
+def drift_cmd(ws: Workspace, view: View, allow_missing_state: bool = False) -> int:
+    """Refresh and compare with state; never writes state nor takes the lock.
+
+    No state file is an error (a wrong path or folder must not pass in CI as
+    "no drift") unless ``allow_missing_state`` says none is expected yet.
+    """
     state = ws.read_state()
+    if state is None:
+        where = ws.backend.describe()
+        if not allow_missing_state:
+            view.error(
+                f"no state at {where}, so nothing to compare with the real world; if no state "
+                "is expected yet (nothing applied), pass -allow-missing-state"
+            )
+            return Exit.ERROR
+        view.data({"drift": False, "count": 0}, f"No state at {where}: nothing to drift.")
+        return Exit.OK
     run = ws.run(state)
     plan = make_plan(run, to_records(state), mode=Mode.REFRESH_ONLY,
                      serial=state.serial if state else 0)  # fmt: skip
+    view.redactor.add(sensitive.from_plan(plan))
     view.drift(plan)
     view.data(
         {"drift": bool(plan.drift), "count": len(plan.drift)},

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from modelform.cli.common import guarded, make_view, workspace
+from modelform.cli.flags import Lock, Switch
 from modelform.engine.exitcodes import Exit
 from modelform.engine.planjson import SENSITIVE
 from modelform.state import ops
@@ -40,14 +41,16 @@ def state_list(
 
 @state_app.command("show")
 def state_show(address: str, json_out: Json = False) -> None:
-    """One resource's recorded attributes (keys shown as (sensitive))."""
+    """One resource's recorded attributes (secret ones masked)."""
     view = make_view(json_out)
 
     def body() -> int:
         rec = ops.show(workspace(view).read_state(), address).to_json()
         attrs = rec.get("attributes", {})
+        secret = {*SENSITIVE, *rec.get("sensitive", [])}
         rec["attributes"] = {
-            k: "(sensitive)" if k in SENSITIVE and v else v for k, v in attrs.items()
+            k: "(sensitive value)" if k in secret and v not in (None, "") else v
+            for k, v in attrs.items()
         }
         view.data(rec, json.dumps(rec, indent=2, sort_keys=True))
         return Exit.OK
@@ -56,12 +59,14 @@ def state_show(address: str, json_out: Json = False) -> None:
 
 
 @state_app.command("rm")
-def state_rm(addresses: list[str], lock_timeout: LockTimeout = 0.0) -> None:
+def state_rm(
+    addresses: list[str], lock_timeout: LockTimeout = 0.0, lock: Lock = Switch.true
+) -> None:
     """Forget resources without destroying them."""
     view = make_view(False)
 
     def body() -> int:
-        ws = workspace(view, lock_timeout=lock_timeout)
+        ws = workspace(view, lock_timeout=lock_timeout, lock=lock is Switch.true)
         with ws.locked("state rm"):
             state = ws.read_state()
             if state is None:
@@ -76,12 +81,14 @@ def state_rm(addresses: list[str], lock_timeout: LockTimeout = 0.0) -> None:
 
 
 @state_app.command("mv")
-def state_mv(source: str, destination: str, lock_timeout: LockTimeout = 0.0) -> None:
+def state_mv(
+    source: str, destination: str, lock_timeout: LockTimeout = 0.0, lock: Lock = Switch.true
+) -> None:
     """Rename a resource's address (after renaming it in the project file)."""
     view = make_view(False)
 
     def body() -> int:
-        ws = workspace(view, lock_timeout=lock_timeout)
+        ws = workspace(view, lock_timeout=lock_timeout, lock=lock is Switch.true)
         with ws.locked("state mv"):
             state = ws.read_state()
             if state is None:

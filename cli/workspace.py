@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelform.engine import sensitive
 from modelform.engine.config import Config
 from modelform.engine.loader import load
 from modelform.engine.planner import Records, Run
@@ -34,6 +35,8 @@ class Options:
     var_file: list[Path] = field(default_factory=list)
     lock_timeout: float = 0.0
     parallelism: int = 10
+    #: False with ``-lock=false``: commands that change the state do not lock it.
+    lock: bool = True
 
 
 def find_project_file(path: Path) -> Path:
@@ -44,7 +47,10 @@ def find_project_file(path: Path) -> Path:
 
 class Workspace:
     def __init__(
-        self, opts: Options, log: Callable[[str, str], None] = lambda address, line: None
+        self,
+        opts: Options,
+        log: Callable[[str, str], None] = lambda address, line: None,
+        note: Callable[[str], None] = lambda line: None,
     ) -> None:
         self.opts = opts
         self.file = find_project_file(opts.file).absolute()
@@ -56,14 +62,20 @@ class Workspace:
         self.backend = load_backend("local", path=self.state_path)
         self.registry = Registry()
         self.log = log
+        #: Where a one-line warning about the lock goes (the view).
+        self.note = note
         self._config: Config | None = None
+        #: Where the secrets of the project file go (the view's, set by the CLI).
+        self.redactor = sensitive.Redactor()
 
     @property
     def config(self) -> Config:
         if self._config is None:
-            self._config = load(
-                self.file, self.opts.var, self.opts.var_file, os.environ, catalog(self.registry)
-            )
+            cat = catalog(self.registry)
+            self._config = load(self.file, self.opts.var, self.opts.var_file, os.environ, cat)
+            found = sensitive.from_config(self._config, cat)
+            self.redactor.add(found.values)
+            self.redactor.add_keys(found.keys)
         return self._config
 
     def read_state(self) -> State | None:
@@ -84,8 +96,19 @@ class Workspace:
 
     @contextlib.contextmanager
     def locked(self, operation: str) -> Iterator[None]:
+        """Hold the state lock for the ``with`` body, and say in one line when it
+        took over a gone holder's lock; with ``-lock=false`` take none and say so."""
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        if not self.opts.lock:
+            self.note(
+                f"the state ({self.backend.describe()}) is not locked (-lock=false): "
+                "another modelform may change it at the same time"
+            )
+            yield
+            return
         info = self.backend.lock(operation, self.opts.lock_timeout)
+        if self.backend.lock_note:
+            self.note(self.backend.lock_note)
         try:
             yield
         finally:

@@ -184,7 +184,10 @@ def apply_plan(
         with lock:
             for child in children_of(records, node_addr):
                 records.pop(f"{node_addr}/{child}", None)
-            records[node_addr] = record(node, provider, attrs, target=target, tainted=tainted)
+            secret = changes[node_addr].sensitive if node_addr in changes else []
+            records[node_addr] = record(
+                node, provider, attrs, target=target, tainted=tainted, sensitive=secret
+            )
             for name, child in children.items():
                 if child.type == node_addr.split(".", 1)[0]:
                     raise ProviderError(
@@ -193,7 +196,7 @@ def apply_plan(
                     )
                 records[f"{node_addr}/{name}"] = child_record(
                     node_addr, name, provider, child.type, child.attributes, target=target,
-                    tainted=tainted,
+                    tainted=tainted, sensitive=secret,
                 )  # fmt: skip
             persist_records()
 
@@ -235,7 +238,14 @@ def apply_plan(
             )
         bad = _mismatch(planned, applied.attributes)
         if bad:
-            save(addr, change.provider, applied.attributes, applied.children, ctx.target or None, True)
+            save(
+                addr,
+                change.provider,
+                applied.attributes,
+                applied.children,
+                ctx.target or None,
+                True,
+            )
             k = bad[0]
             raise ProviderError(
                 f"provider {change.provider} produced an inconsistent result for {addr}: "
@@ -244,7 +254,14 @@ def apply_plan(
         try:
             check = provider.check(req, applied, ctx)
         except ProviderError:
-            save(addr, change.provider, applied.attributes, applied.children, ctx.target or None, True)
+            save(
+                addr,
+                change.provider,
+                applied.attributes,
+                applied.children,
+                ctx.target or None,
+                True,
+            )
             raise
         if not check.ok:
             status = check.status or ServiceStatus.UNHEALTHY.value

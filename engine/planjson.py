@@ -2,7 +2,7 @@
 
 Documented in docs/plan-format.md; ``format_version`` changes on any
 incompatible change. Unknown values are ``{"__unknown__": true}``;
-sensitive attributes (``key``) are replaced by ``"(sensitive)"``.
+sensitive attributes (``key``) are replaced by ``"(sensitive value)"``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def _mask(
     if attrs is None or not mask:
         return attrs
     secret = {*SENSITIVE, *keys}
-    return {k: ("(sensitive)" if k in secret and v else v) for k, v in attrs.items()}
+    return {k: ("(sensitive value)" if k in secret and v else v) for k, v in attrs.items()}
 
 
 def child_json(c: ChildChange, mask: bool = True, keys: list[str] | None = None) -> dict[str, Any]:

@@ -55,9 +55,18 @@ class _Digests:
     def __init__(self, base: Path) -> None:
         self.base = base
         self._paths: dict[str, str] = {}
+        self._real: dict[str, str] = {}
+
+    def real(self, rel: str) -> str:
+        """The resolved path of ``rel``, found once per plan (thousands of
+        services name the same entry script)."""
+        full = self._real.get(rel)
+        if full is None:
+            full = self._real[rel] = os.path.realpath(os.path.join(self.base, rel))
+        return full
 
     def path(self, rel: str) -> str:
-        full = os.path.realpath(os.path.join(self.base, rel))
+        full = self.real(rel)
         if full not in self._paths:
             self._paths[full] = digest_path(Path(full))
         return self._paths[full]
@@ -68,8 +77,8 @@ class _Digests:
         if section == "services":
             source = body.get("source_dir") or os.path.dirname(body["entry_script"]) or "."
             code = self.path(source)
-            src_dir = os.path.realpath(os.path.join(self.base, source))
-            entry = os.path.realpath(os.path.join(self.base, body["entry_script"]))
+            src_dir = self.real(source)
+            entry = self.real(body["entry_script"])
             if not entry.startswith(src_dir + os.sep):
                 code = digest_json([code, self.path(body["entry_script"])])
             return {"code": code}
@@ -141,6 +150,7 @@ def record(
     *,
     target: dict[str, Any] | None = None,
     tainted: bool = False,
+    sensitive: list[str] | None = None,
 ) -> dict[str, Any]:
     """The state record of ``node`` now real with ``attributes`` (the shape
     the state package stores: modelform.state.ResourceState)."""
@@ -155,12 +165,14 @@ def record(
         "status": attributes.get("status"),
         "tainted": tainted,
         "target": target,
+        "sensitive": sorted(sensitive or []),
     }
 
 
 def child_record(
     parent: str, name: str, provider: str, ctype: str, attributes: dict[str, Any],
     *, target: dict[str, Any] | None = None, tainted: bool = False,
+    sensitive: list[str] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The state record of a child object ``<parent>/<name>``."""
     return {
@@ -174,6 +186,7 @@ def child_record(
         "status": attributes.get("status"),
         "tainted": tainted,
         "target": target,
+        "sensitive": sorted(sensitive or []),
     }
 
 

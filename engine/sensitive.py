@@ -22,6 +22,9 @@ from typing import Any
 
 from modelform.engine.config import Config
 from modelform.engine.kinds import Catalog, sensitive_options, service_kind
+from modelform.engine.plan import Plan
+from modelform.engine.planjson import SENSITIVE
+from modelform.engine.values import is_known
 
 MASK = "(sensitive value)"
 #: Secrets shorter than this are masked where they are a whole value, never
@@ -111,3 +114,30 @@ def from_config(config: Config, catalog: Catalog | None = None) -> Redactor:
                 keys |= found
                 values += [body[k] for k in found if k in body]
     return Redactor(values, keys)
+
+
+def from_plan(plan: Plan) -> list[Any]:
+    """Secret values a plan carries: attributes its providers marked sensitive
+    (and the generated ``key``), before and after, children included."""
+    out: list[Any] = []
+    for c in plan.changes:
+        keys = {*SENSITIVE, *c.sensitive}
+        parts = [c.before or {}, c.after or {}]
+        parts += [x for ch in c.children for x in (ch.before or {}, ch.after or {})]
+        for attrs in parts:
+            out += [attrs[k] for k in keys if is_known(attrs.get(k)) and attrs.get(k)]
+    for recs in (plan.prior, plan.refreshed):
+        for rec in recs.values():
+            attrs = rec.get("attributes") or {}
+            out += [attrs[k] for k in SENSITIVE if attrs.get(k)]
+    return out
+
+
+def from_records(records: dict[str, dict[str, Any]]) -> list[Any]:
+    """Secret values recorded in state under the keys secret everywhere."""
+    return [
+        (r.get("attributes") or {})[k]
+        for r in records.values()
+        for k in SENSITIVE
+        if (r.get("attributes") or {}).get(k)
+    ]

@@ -34,8 +34,8 @@ from modelform.state.resource import ResourceState, now_iso, split_address
 __all__ = ["FORMAT_VERSION", "ResourceState", "State", "modelform_version", "now_iso"]
 
 #: The state document shape this code reads and writes. Format 2 added a
-#: resource's ``tainted`` and ``target``; a format-1 document reads as
-#: untainted resources with no recorded target.
+#: resource's ``tainted``, ``target`` and ``sensitive``; a format-1 document
+#: reads as untainted resources with no recorded target or secret keys.
 FORMAT_VERSION = 2
 
 _TOP_KEYS = ("format_version", "lineage", "serial", "modelform_version", "resources")

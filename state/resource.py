@@ -35,6 +35,7 @@ _KEYS = (
     "dependencies",
     "tainted",
     "target",
+    "sensitive",
     "created_at",
     "updated_at",
 )
@@ -77,6 +78,9 @@ class ResourceState:
     #: The target it was made on (name, kind, options), so it can be read
     #: and deleted where it lives after the project file no longer names it.
     target: dict[str, Any] | None = None
+    #: Attribute keys whose values are secret: masked wherever modelform
+    #: shows this record (``state show``), though stored here in clear.
+    sensitive: list[str] = field(default_factory=list)
     created_at: str | None = None
     updated_at: str | None = None
 
@@ -99,6 +103,7 @@ class ResourceState:
             "target": None
             if self.target is None
             else canonical(dict(self.target), f"{where}: target"),
+            "sensitive": sorted(set(self.sensitive)),
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
@@ -132,6 +137,9 @@ class ResourceState:
         target = obj.get("target")
         if target is not None and not isinstance(target, dict):
             raise StateError(f"{where}: target must be an object or null")
+        secret = obj.get("sensitive", [])
+        if not isinstance(secret, list) or not all(isinstance(k, str) for k in secret):
+            raise StateError(f"{where}: sensitive must be a list of attribute names")
         return cls(
             address=address,
             type=_need_str(obj, "type", where),
@@ -143,6 +151,7 @@ class ResourceState:
             status=_opt_str(obj, "status", where),
             tainted=tainted,
             target=None if target is None else canonical(target, f"{where}: target"),
+            sensitive=list(secret),
             created_at=_opt_str(obj, "created_at", where),
             updated_at=_opt_str(obj, "updated_at", where),
         )

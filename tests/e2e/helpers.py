@@ -47,8 +47,10 @@ class Result:
 
 
 class Project:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, env: dict[str, str] | None = None) -> None:
         self.root = root
+        #: Extra environment for every command (PYTHONPATH of a plugin, say).
+        self.env = dict(env or {})
 
     def cmd(self, *args: str) -> list[str]:
         return [*modelform_command(), *args]
@@ -61,7 +63,7 @@ class Project:
             text=True,
             timeout=timeout,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
+            env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **self.env},
         )
         return Result(p.returncode, p.stdout, p.stderr)
 
@@ -73,7 +75,7 @@ class Project:
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             text=True,
-            env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1"},
+            env={**os.environ, "COLUMNS": "200", "NO_COLOR": "1", **self.env},
         )
 
     def start(self, *args: str) -> Watched:

@@ -38,7 +38,7 @@ def test_key_auth_status_logs_and_state_show(tmp_path: Path) -> None:
         assert rows[0]["address"] == "service.secure" and rows[0]["status"] == "Healthy"
 
         r = p.run("state", "show", "service.secure")
-        assert r.code == 0 and key not in r.out and "(sensitive)" in r.out
+        assert r.code == 0 and key not in r.out and "(sensitive value)" in r.out
 
         r = p.run("logs", "secure")
         assert r.code == 0 and '"path":"/score"' in r.out.replace(" ", ""), r.out
