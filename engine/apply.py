@@ -225,11 +225,12 @@ def apply_plan(
         prior = records.get(addr, {}).get("attributes")
         planned, planned_kids = final_plan(run, change, resource, prior, ctx)
         req = ApplyRequest(change.action, resource, prior, planned, prior_kids, planned_kids)
+        where = ctx.target or None
         try:
             applied = provider.apply(req, ctx)
         except ProviderError as e:
             if e.attributes is not None:  # it exists, unchecked: tainted
-                save(addr, change.provider, e.attributes, e.children, ctx.target or None, True)
+                save(addr, change.provider, e.attributes, e.children, where, True)
             raise
         if not isinstance(applied, Applied):
             raise ProviderError(
@@ -266,13 +267,13 @@ def apply_plan(
         if not check.ok:
             status = check.status or ServiceStatus.UNHEALTHY.value
             attrs = {**applied.attributes, "status": status}
-            save(addr, change.provider, attrs, applied.children, ctx.target or None, True)
+            save(addr, change.provider, attrs, applied.children, where, True)
             raise ProviderError(
                 f"check failed: {check.message or status} (recorded as tainted: the next plan "
                 "replaces it)",
                 log=check.log,
             )
-        save(addr, change.provider, applied.attributes, applied.children, ctx.target or None, False)
+        save(addr, change.provider, applied.attributes, applied.children, where, False)
         return None
 
     def step(addr: str) -> None:

@@ -113,7 +113,8 @@ class FileboxProvider(Provider):
             planned = {
                 "path": str(_root(ctx) / "roster.json"),
                 "services": services,
-                "digest": _digest(services) if all(v is not UNKNOWN for v in services.values())
+                "digest": _digest(services)
+                if all(v is not UNKNOWN for v in services.values())
                 else UNKNOWN,
             }
             return Proposal(planned)
@@ -149,8 +150,9 @@ class FileboxProvider(Provider):
             return Applied(planned)
         folder = Path(planned["path"])
         folder.mkdir(parents=True, exist_ok=True)
-        _write(folder / MARK, {"project_dir": str(ctx.project_dir.resolve()),
-                               "address": request.resource.address, "attributes": planned})  # fmt: skip
+        marker = {"project_dir": str(ctx.project_dir.resolve()),
+                  "address": request.resource.address, "attributes": planned}  # fmt: skip
+        _write(folder / MARK, marker)
         _write(folder / "health.json", {"ok": bool(planned["healthy"])})
         children = {}
         for name, child in request.planned_children.items():
