@@ -13,13 +13,16 @@ backend by ``tests/state/conformance.py``):
   the returned state. ``write`` does not take the lock itself: callers
   hold it (:func:`locked`) around read-modify-write.
 * ``lock(operation, timeout)`` takes the lock or, after polling up to
-  ``timeout`` seconds, raises :class:`LockError` naming the holder.
+  ``timeout`` seconds, raises :class:`LockError` naming the holder. The
+  lock of a holder that is provably gone (``LockInfo.is_stale``) is taken
+  over at once, and ``lock_note`` says so.
   ``unlock(id)`` / ``force_unlock(id)`` release it only when ``id``
   names the current holder.
 
 A backend implements ``read``, ``write`` (usually via :func:`prepare_write`),
-``try_lock``, ``lock_info`` and ``unlock``; the waiting, the stale-holder
-report and the context manager live here so every backend behaves alike.
+``try_lock``, ``lock_info``, ``unlock`` and ``take_over``; the waiting, the
+take-over of a gone holder's lock, the report of a holder that stays and
+the context manager live here so every backend behaves alike.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ class Backend(ABC):
     #: First and longest pause between attempts while waiting for the lock.
     poll_initial: ClassVar[float] = 0.02
     poll_max: ClassVar[float] = 0.25
+    #: Set by :meth:`lock`: one line to show the user about how the lock was
+    #: got (a gone holder's lock taken over), else None.
+    lock_note: str | None = None
 
     @abstractmethod
     def read(self) -> State | None:
@@ -65,6 +71,17 @@ class Backend(ABC):
     def unlock(self, lock_id: str) -> None:
         """Release the lock if ``lock_id`` names the current holder, else LockError."""
 
+    def take_over(self, holder: LockInfo, info: LockInfo) -> bool:
+        """Make ``info`` the lock in place of ``holder``, in one atomic step and only
+        while ``holder`` still holds it: True if done.
+
+        Called only for a holder that is provably gone; of several callers at
+        once, one at most succeeds. This default takes nothing over (False),
+        so a backend without such a step reports the gone holder with the
+        force-unlock hint instead.
+        """
+        return False
+
     def describe(self) -> str:
         """Where this backend keeps the state, for messages."""
         return type(self).__name__
@@ -81,9 +98,12 @@ class Backend(ABC):
     def lock(self, operation: str, timeout: float = 0.0) -> LockInfo:
         """Take the lock for ``operation``, waiting up to ``timeout`` seconds.
 
-        Raises :class:`LockError` naming the holder (and saying whether it
-        looks stale) once ``timeout`` has passed; it never breaks a lock.
+        A holder that is provably gone (:meth:`LockInfo.is_stale`) loses its
+        lock at once (:meth:`take_over`; :attr:`lock_note` says so). Otherwise
+        raises :class:`LockError` naming the holder once ``timeout`` has
+        passed; a live holder's lock is never broken.
         """
+        self.lock_note = None
         info = LockInfo.new(operation, path=self.describe(), version=modelform_version())
         start = time.monotonic()
         delay = self.poll_initial
@@ -91,6 +111,11 @@ class Backend(ABC):
             holder = self.try_lock(info)
             if holder is None:
                 return info
+            if holder.is_stale():
+                if self.take_over(holder, info):
+                    self.lock_note = holder.takeover_note()
+                    return info
+                holder = self.lock_info() or holder  # another taker may have won
             left = start + max(timeout, 0.0) - time.monotonic()
             if left <= 0:
                 waited = time.monotonic() - start
@@ -100,7 +125,7 @@ class Backend(ABC):
 
 
 def lock_held_error(where: str, holder: LockInfo, waited: float) -> LockError:
-    """The error for a lock that stayed held: who, what, since when, and if stale.
+    """The error for a lock that stayed held: who, what, since when, and what to do.
 
     ``waited`` is 0 for a lock call that was not asked to wait.
     """
@@ -108,8 +133,8 @@ def lock_held_error(where: str, holder: LockInfo, waited: float) -> LockError:
     message = f"the state ({where}) is locked by {holder.describe()}"
     if waited > 0:
         message += f"; gave up after waiting {waited:.1f}s"
-    if stale:
-        message += f"; {holder.stale_hint()}"
+    if hint := holder.hint():
+        message += f"; {hint}"
     return LockError(message, where, holder=holder, stale=stale, waited=waited)
 
 

@@ -11,6 +11,8 @@ Files, for a state at ``.modelform/state.json``:
   is written to a temp file first and hard-linked into place (a link
   fails if the name exists, like ``O_CREAT|O_EXCL``, which is the
   fallback on file systems without hard links).
+* ``.state.json.lock.ID.takeover`` — for a moment while a command takes
+  over the lock ``ID`` of a holder that is gone (:meth:`LocalBackend.take_over`).
 
 Reads never take the lock. Writes do not either: callers hold it.
 """
@@ -141,6 +143,42 @@ class LocalBackend(Backend):
                 ) from e
         raise LockError(f"{self.lock_path}: the lock keeps appearing and vanishing; try again")
 
+    def take_over(self, holder: LockInfo, info: LockInfo) -> bool:
+        """Replace the lock file of ``holder`` (gone) by one of ``info``.
+
+        Of several takers, the one that hard-links the lock file to
+        ``.state.json.lock.ID.takeover`` first may replace it; the others'
+        links fail. The link shows the lock file as it was at that moment, so
+        a taker that read ``holder`` long ago and links a newer lock sees
+        another id and backs off. ``os.replace`` swaps the new lock in, so the
+        lock file never vanishes and no plain :meth:`try_lock` slips in. The
+        link goes afterwards; one left by a taker killed in between blocks
+        taking over ``holder`` until ``force-unlock`` removes both. Without
+        hard links nothing is taken over (False: the holder is reported).
+        """
+        marker = self._takeover_path(holder.id)
+        try:
+            os.link(self.lock_path, marker)
+        except OSError:  # another taker is at it, the lock went, or no hard links
+            return False
+        tmp = temp_path(self.lock_path)
+        try:
+            current = LockInfo.from_json(json.loads(marker.read_bytes()), str(self.lock_path))
+            if current.id != holder.id:
+                return False
+            write_new(tmp, encode(info.to_json()), 0o644)
+            os.replace(tmp, self.lock_path)
+            return True
+        except (OSError, ValueError, LockError):
+            return False
+        finally:
+            for path in (tmp, marker):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+
+    def _takeover_path(self, lock_id: str) -> Path:
+        return self.lock_path.with_name(f".{self.lock_path.name}.{lock_id}.takeover")
+
     def _create_lock(self, data: bytes) -> None:
         """Create the lock file whole, or raise FileExistsError."""
         tmp = temp_path(self.lock_path)
@@ -194,5 +232,6 @@ class LocalBackend(Backend):
                 str(self.lock_path),
                 holder=holder,
             )
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.lock_path)
+        for path in (self.lock_path, self._takeover_path(lock_id)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)

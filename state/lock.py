@@ -1,11 +1,15 @@
 """Who holds the state lock: :class:`LockInfo`, and whether its holder is gone.
 
-A lock records who took it (``user@host`` and pid), for what operation,
-when, and a random id that releasing it must name. A holder on this host
-whose process no longer exists is *stale*: reported as such so the user
-can ``modelform force-unlock ID``, but never broken silently — the same
-choice as Terraform, because a pid can be reused and a half-done apply
-deserves a human look.
+A lock records who took it (``user@host``, pid and the process's start
+time), for what operation, when, and a random id that releasing it must
+name. A holder is *gone* (:meth:`LockInfo.is_stale`) only when that can be
+proved: it ran on this host and its pid no longer runs, or runs a process
+started at another time (the pid was reused). The lock of a gone holder
+dies with it, as Terraform's local lock does: the next command takes it
+over and says so (:meth:`LockInfo.takeover_note`). A holder on another
+host cannot be checked: its lock stays until ``modelform force-unlock ID``.
+Locks written before the start time was recorded still parse; for them
+only a dead pid proves the holder gone.
 """
 
 from __future__ import annotations
@@ -42,6 +46,26 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def process_start_time(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot; None if gone or unknown.
+
+    Field 22 of ``/proc/PID/stat`` (read as providers.local_process does;
+    the state layer imports nothing else of modelform). With the pid it
+    names one process: a reused pid has another start time. None where
+    there is no ``/proc`` or a zombie stands in for the process.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: split after the last ')'.
+    fields = raw.rsplit(")", 1)[-1].split()
+    if len(fields) < 20 or fields[0] == "Z" or not fields[19].isdigit():
+        return None
+    return int(fields[19])
+
+
 def current_user() -> str:
     try:
         return getpass.getuser()
@@ -62,6 +86,9 @@ class LockInfo:
     version: str
     #: Where the lock lives (a file path, an object key); informative only.
     path: str = ""
+    #: The holder's :func:`process_start_time`; None in locks of older versions
+    #: or where it cannot be read.
+    started: int | None = None
 
     @classmethod
     def new(cls, operation: str, path: str = "", version: str = "") -> LockInfo:
@@ -75,6 +102,7 @@ class LockInfo:
             created=now_iso(),
             version=version,
             path=path,
+            started=process_start_time(os.getpid()),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -101,6 +129,7 @@ class LockInfo:
             created=str(data.get("created", "")),
             version=str(data.get("version", "")),
             path=str(data.get("path", source)),
+            started=data["started"] if type(data.get("started")) is int else None,
         )
 
     def describe(self) -> str:
@@ -111,8 +140,37 @@ class LockInfo:
         )
 
     def is_stale(self) -> bool:
-        """True when the holder ran on this host and its process is gone."""
-        return self.hostname == socket.gethostname() and not pid_alive(self.pid)
+        """True when the holder provably is gone: it ran on this host, and its pid
+        runs no more or runs a process started at another time (a reused pid)."""
+        if self.hostname != socket.gethostname():
+            return False
+        if not pid_alive(self.pid):
+            return True
+        if self.started is None:
+            return False
+        now = process_start_time(self.pid)
+        return now is not None and now != self.started
 
     def stale_hint(self) -> str:
         return f"stale: holder pid {self.pid} is gone; use `modelform force-unlock {self.id}`"
+
+    def hint(self) -> str:
+        """What to do about this holder's lock, for the error of a lock that stayed
+        held: a gone holder's or another host's may be force-unlocked; a live
+        holder on this host is still working, so there is nothing to say."""
+        if self.is_stale():
+            return self.stale_hint()
+        if self.hostname != socket.gethostname():
+            return (
+                f"it is held from another host ({self.hostname}), so modelform cannot tell "
+                f"whether it still runs; if not, use `modelform force-unlock {self.id}`"
+            )
+        return ""
+
+    def takeover_note(self) -> str:
+        """The one line saying this (gone) holder's lock was taken over."""
+        reused = " (its pid now runs another process)" if pid_alive(self.pid) else ""
+        return (
+            f"took over the state lock of {self.who} (pid {self.pid}, {self.operation} since "
+            f"{self.created}): its process is gone{reused}"
+        )

@@ -110,15 +110,11 @@ def test_cli_killed_mid_apply_leaves_nothing_unknown(tmp_path: Path) -> None:
         assert plan.out.count("will be created") == 10, plan.out
         assert plan.out.count("was found running and adopted into state") == 10, plan.out
 
-        # The killed CLI's lock stays (never broken silently); the error names it
-        # as stale with the id to give to force-unlock.
-        r = p.run("apply", "-auto-approve")
-        assert r.code == 1 and "stale" in r.err, r.text
-        lock_id = re.search(r"force-unlock ([0-9a-f-]+)", r.err)
-        assert lock_id, r.err
-        assert p.run("force-unlock", lock_id.group(1)).code == 0
+        # The killed CLI's lock died with it: the next apply takes it over and says so.
         r = p.run("apply", "-auto-approve", "-parallelism", "10")
         assert r.code == 0, r.text
+        assert f"(pid {cli.proc.pid}, apply since " in r.out, r.out
+        assert "its process is gone" in r.out, r.out
         pids = {
             rec["attributes"]["pid"] for a, rec in p.resources().items() if a.startswith("service.")
         }

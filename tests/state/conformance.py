@@ -8,6 +8,7 @@ test_conformance.py collects them.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import signal
@@ -17,6 +18,7 @@ import time
 import pytest
 
 from modelform.state import (
+    Backend,
     LockError,
     LockInfo,
     ResourceState,
@@ -207,7 +209,9 @@ def test_locked_releases_when_the_body_fails(backend_spec: BackendSpec) -> None:
     assert backend.lock_info() is None
 
 
-def test_a_dead_holder_is_reported_stale_but_not_broken(backend_spec: BackendSpec) -> None:
+def test_a_killed_holders_lock_is_taken_over(backend_spec: BackendSpec) -> None:
+    """A lock dies with its holder's process, as Terraform's local lock: the
+    next lock() takes it over at once and says whose it was."""
     ready = workers.CTX.Event()
     child = workers.CTX.Process(target=workers.hold_lock, args=(backend_spec, ready))
     child.start()
@@ -217,17 +221,122 @@ def test_a_dead_holder_is_reported_stale_but_not_broken(backend_spec: BackendSpe
         os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
         child.join(30)
     backend = backend_spec.make()
-    with pytest.raises(LockError) as caught:
-        backend.lock("apply", timeout=0.1)
-    holder = caught.value.holder
-    assert holder is not None and holder.pid == child.pid and caught.value.stale
-    assert (
-        f"stale: holder pid {child.pid} is gone; use `modelform force-unlock {holder.id}`"
-        in str(caught.value)
+    dead = backend.lock_info()
+    assert dead is not None and dead.pid == child.pid and dead.started is not None
+    assert dead.is_stale()
+    info = backend.lock("apply", timeout=0)
+    assert backend_spec.make().lock_info() == info
+    assert backend.lock_note == (
+        f"took over the state lock of {dead.who} (pid {child.pid}, apply since {dead.created}): "
+        "its process is gone"
     )
-    assert backend.lock_info() is not None  # still held: only a human breaks it
+    with pytest.raises(LockError, match="not the current lock"):
+        backend.unlock(dead.id)  # the dead holder's id releases nothing any more
+    backend.unlock(info.id)
+    assert backend.lock_info() is None
+    assert backend.lock("plan").id != info.id and backend.lock_note is None
+
+
+def test_of_several_at_once_one_takes_a_dead_holders_lock_over(
+    backend_spec: BackendSpec,
+) -> None:
+    backend = backend_spec.make()
+    for _ in range(5):
+        child = workers.CTX.Process(target=time.sleep, args=(0,))
+        child.start()
+        child.join()
+        dead = _planted(backend, pid=child.pid)
+        go, done, results = workers.CTX.Event(), workers.CTX.Event(), workers.CTX.Queue()
+        racers = [
+            workers.CTX.Process(
+                target=workers.race_for_lock, args=(backend_spec, go, results, done)
+            )
+            for _ in range(4)
+        ]
+        for r in racers:
+            r.start()
+        go.set()
+        try:
+            got = [results.get(timeout=60) for _ in racers]
+        finally:
+            done.set()
+            for r in racers:
+                r.join(30)
+        winners = [(pid, lock_id, note) for pid, lock_id, note in got if lock_id]
+        assert len(winners) == 1, got
+        assert f"took over the state lock of {dead.who} (pid {child.pid}" in winners[0][2]
+        holder = backend.lock_info()  # the winner's lock, left by its (now ended) process
+        assert holder is not None and holder.id == winners[0][1]
+        backend.force_unlock(holder.id)
+
+
+def _planted(backend: Backend, **changes: object) -> LockInfo:
+    """A lock held as ``LockInfo.new`` in this process would, with ``changes``."""
+    holder = dataclasses.replace(LockInfo.new("apply", path=backend.describe()), **changes)
+    assert backend.try_lock(holder) is None
+    return holder
+
+
+def test_a_reused_pids_lock_is_taken_over(backend_spec: BackendSpec) -> None:
+    """The holder's pid runs, but a process started at another time: not the holder."""
+    backend = backend_spec.make()
+    started = LockInfo.new("x").started
+    assert started is not None
+    holder = _planted(backend, started=started - 1)
+    taker = backend_spec.make()
+    info = taker.lock("apply", timeout=0)
+    assert backend.lock_info() == info
+    assert taker.lock_note == (
+        f"took over the state lock of {holder.who} (pid {os.getpid()}, apply since "
+        f"{holder.created}): its process is gone (its pid now runs another process)"
+    )
+
+
+def test_a_live_holders_lock_waits_and_is_refused(backend_spec: BackendSpec) -> None:
+    """Same pid, same start time: the holder runs, its lock stands after -lock-timeout."""
+    backend = backend_spec.make()
+    holder = _planted(backend)
+    t0 = time.monotonic()
+    with pytest.raises(LockError) as caught:
+        backend_spec.make().lock("apply", timeout=0.5)
+    assert time.monotonic() - t0 >= 0.5
+    assert caught.value.holder == holder and not caught.value.stale
+    assert "force-unlock" not in str(caught.value)
+    assert backend.lock_info() == holder
+
+
+def test_another_hosts_lock_is_refused_with_the_force_unlock_hint(
+    backend_spec: BackendSpec,
+) -> None:
+    """Whether a process on another host runs cannot be told from here."""
+    backend = backend_spec.make()
+    holder = _planted(backend, hostname="elsewhere-7", who="bob@elsewhere-7", pid=2**22 + 1)
+    with pytest.raises(LockError) as caught:
+        backend_spec.make().lock("apply", timeout=0.1)
+    assert caught.value.holder == holder and not caught.value.stale
+    assert (
+        "it is held from another host (elsewhere-7), so modelform cannot tell whether it still "
+        f"runs; if not, use `modelform force-unlock {holder.id}`"
+    ) in str(caught.value)
+    assert backend.lock_info() == holder
     backend.force_unlock(holder.id)
     backend.unlock(backend.lock("apply").id)
+
+
+def test_an_old_lock_without_start_time_is_taken_over_only_when_its_pid_is_dead(
+    backend_spec: BackendSpec,
+) -> None:
+    backend = backend_spec.make()
+    alive = _planted(backend, started=None)
+    with pytest.raises(LockError):
+        backend_spec.make().lock("apply", timeout=0)
+    backend.unlock(alive.id)
+    child = workers.CTX.Process(target=time.sleep, args=(0,))
+    child.start()
+    child.join()
+    _planted(backend, started=None, pid=child.pid)
+    info = backend_spec.make().lock("apply", timeout=0)
+    assert backend.lock_info() == info
 
 
 def test_writers_in_several_processes_under_the_lock(backend_spec: BackendSpec) -> None:

@@ -64,6 +64,19 @@ def hold_lock(spec: Any, ready: Any) -> None:
     time.sleep(600)
 
 
+def race_for_lock(spec: Any, go: Any, results: Any, done: Any) -> None:
+    """Once ``go`` is set, try the lock once; report (pid, lock id or None, note);
+    hold whatever was got until ``done``, so a winner stays alive."""
+    backend = spec.make()
+    go.wait(60)
+    try:
+        info = backend.lock("apply", timeout=0)
+        results.put((os.getpid(), info.id, backend.lock_note))
+    except StateError:
+        results.put((os.getpid(), None, None))
+    done.wait(60)
+
+
 def big_state(lineage: str, serial: int, generation: int, count: int, blob: int) -> State:
     """A state whose every resource carries ``generation`` (the serial it will be written at)."""
     state = State.new(lineage)
