@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 def main() -> None:
+    """The ``modelform`` executable; exits with the command's code (a usage error: 1)."""
     from modelform.cli.app import run
 
-    run()
+    raise SystemExit(run())

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from modelform import __version__
-from modelform.cli import package_cmd, providers_cmd, run_plan, service_cmds, state_cmds
+from modelform.cli import package_cmd, providers_cmd, run_plan, service_cmds, state_cmds, usage
 from modelform.cli.common import Globals, guarded, make_view, workspace
 from modelform.cli.flags import Input, Lock, LockUnused, NoColor, Switch
 from modelform.engine.plan import Mode
@@ -226,5 +226,6 @@ package_cmd.register(app)
 providers_cmd.register(app)
 
 
-def run() -> None:
-    app()
+def run() -> int:
+    """Run the app on the command line; usage errors are one line and exit 1."""
+    return usage.run(app)

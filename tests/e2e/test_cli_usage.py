@@ -1,0 +1,49 @@
+"""The command line as a new user meets it: usage errors.
+
+Every case runs the installed ``modelform`` executable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.exe import modelform
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["plan", "-detailed-exitcode", "-no-colr"],
+            "Error: no such option: -no-colr (did you mean -no-color?) — see modelform plan --help",
+        ),
+        (
+            ["drift", "--jsn"],
+            "Error: no such option: --jsn (did you mean --json?) — see modelform drift --help",
+        ),
+        (
+            ["apply", "-parallelism", "many"],
+            "Error: invalid value for '--parallelism' / '-parallelism':",
+        ),
+        (["plan", "-out"], "Error: option '-out' requires an argument — see modelform plan --help"),
+        (["state", "rm"], "Error: missing argument"),
+        (["plann"], "Error: no such command: plann (did you mean plan?) — see modelform --help"),
+    ],
+)
+def test_a_usage_error_is_one_line_and_exit_1_never_2(
+    tmp_path: Path, args: list[str], line: str
+) -> None:
+    """2 means "changes present" / "drift found" to CI: a typo must not read as drift."""
+    r = modelform(*args, cwd=tmp_path)
+    assert r.code == 1, r.text
+    assert r.out == ""
+    assert r.err.count("\n") == 1 and r.err.startswith(line), r.err
+    assert r.err.rstrip().endswith("--help"), r.err
+    assert "Traceback" not in r.err
+
+
+def test_no_command_shows_the_help_and_exits_1(tmp_path: Path) -> None:
+    r = modelform(cwd=tmp_path)
+    assert r.code == 1 and "Usage: modelform" in r.err and "plan" in r.err, r.text
