@@ -59,6 +59,12 @@ AutoApprove = Annotated[
 # fmt: on
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"modelform {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main_options(
     chdir: Annotated[
@@ -70,6 +76,16 @@ def main_options(
     state: Annotated[
         Path | None, typer.Option("--state", help="State file (default .modelform/state.json).")
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-version",
+            is_eager=True,
+            callback=_print_version,
+            help="Print modelform's version and exit.",
+        ),
+    ] = False,
 ) -> None:
     Globals.chdir, Globals.file, Globals.state = chdir, file, state
 

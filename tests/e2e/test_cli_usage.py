@@ -1,4 +1,4 @@
-"""The command line as a new user meets it: usage errors.
+"""The command line as a new user meets it: usage errors, ``--version``.
 
 Every case runs the installed ``modelform`` executable.
 """
@@ -47,3 +47,9 @@ def test_a_usage_error_is_one_line_and_exit_1_never_2(
 def test_no_command_shows_the_help_and_exits_1(tmp_path: Path) -> None:
     r = modelform(cwd=tmp_path)
     assert r.code == 1 and "Usage: modelform" in r.err and "plan" in r.err, r.text
+
+
+def test_version_flag_and_command(tmp_path: Path) -> None:
+    for args in (["--version"], ["-version"], ["version"]):
+        r = modelform(*args, cwd=tmp_path)
+        assert (r.code, r.out, r.err) == (0, "modelform 0.1.0\n", ""), (args, r.text)
