@@ -14,9 +14,15 @@ Attribute changes and what they cause:
   port), or the new one starts and is ready before the old one goes
   (port changed). A new container that fails brings the old one back.
 * cpu, memory_gb, restart policy → update in place (``docker update``);
-  a stopped, paused or unhealthy container → update (started again).
+  removing a memory limit, which Docker cannot do in place, → replace. A
+  stopped, paused or unhealthy container → update (started again).
 * a container that is gone → the refresh drops it, the plan creates it
   (from the existing image: no build).
+* a container still in ``init()`` (Transitioning) → nothing, unless
+  something else changed: it is coming up, not broken.
+
+Apply carries out the planned change and plans nothing itself: every known
+planned value is what the new or updated container has.
 """
 
 from __future__ import annotations
@@ -26,18 +32,26 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from modelform.engine.diagnostics import Diagnostic, DiagnosticError
 from modelform.engine.digests import short
-from modelform.engine.provider import (
+from modelform.plugin import (
+    UNKNOWN,
     Action,
+    Applied,
+    ApplyRequest,
+    Cancelled,
+    Check,
     Context,
+    Diagnostic,
+    DiagnosticError,
     Proposal,
     Provider,
     ProviderError,
     Resource,
     ServiceStatus,
+    http_check,
+    is_known,
+    shared_options,
 )
-from modelform.engine.values import UNKNOWN, is_known
 from modelform.providers import container_docker as dk
 from modelform.providers import imagebuild
 from modelform.providers.container_config import TARGET_SCHEMA, Options, image_spec, options
@@ -48,6 +62,54 @@ REPLACE_ON = {
     "docker_host", "network",
 }  # fmt: skip
 IN_PLACE = ("cpu", "memory_gb", "restart_policy")
+#: Limits ``docker update`` changes; when one changes, Docker may refuse in place.
+LIMITS = ("cpu", "memory_gb")
+#: What only a container that exists has: known after apply when one is made.
+CONTAINER = ("container_id", "id", "container_name")
+
+ATTRIBUTES = {
+    "host": "127.0.0.1: where the port is published.",
+    "port": "The port published on the Docker host.",
+    "url": "http://127.0.0.1:PORT.",
+    "image": "The image the container runs, REPOSITORY:VERSION.",
+    "image_id": "That image's id (sha256:...).",
+    "image_repository": "The repository the service's images are named in.",
+    "image_digest": "Content digest of everything in the image.",
+    "env_digest": "Digest of the environment's package layer.",
+    "models": "Model name → NAME:VERSION it serves.",
+    "entry_script": "The scoring script.",
+    "source_dir": "The folder shipped with it.",
+    "code_digest": "Digest of the source folder.",
+    "environment": "Its environment's name.",
+    "env": "Environment variables of the container.",
+    "cpu": "CPU cores it may use (CFS quota), or null for no limit.",
+    "memory_gb": "Memory limit in GiB, or null for none.",
+    "restart_policy": "Docker's restart policy of the container.",
+    "workers": "Worker processes.",
+    "auth": "none or key.",
+    "timeout_seconds": "Longest a scoring request may take.",
+    "docker_host": "The Docker Engine the container runs on.",
+    "network": "The Docker network it joins (null: the default bridge).",
+    "registry": "The registry images are pushed to, with the names of its credential variables.",
+    "prune_images": "Whether destroy removes the service's images too.",
+    "container_state": "Docker's state of the container (running, exited, ...).",
+    "status": "Healthy, Transitioning, Unhealthy or Failed.",
+    "container_id": "The container's full id.",
+    "id": "The container's short id (12 hex digits).",
+    "container_name": "The container's name.",
+    "key": "The generated key, with auth: key (sensitive).",
+}
+
+
+def _host(attrs: dict[str, Any] | None, ctx: Context) -> str:
+    """The Docker Engine a recorded container lives on: the one it was made
+    on, else its target's (the default engine when the target names none)."""
+    recorded = (attrs or {}).get("docker_host")
+    return str(recorded or ctx.target.get("docker_host") or dk.default_host())
+
+
+def _known(planned: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in planned.items() if is_known(v)}
 
 
 class ContainerProvider(Provider):
@@ -57,23 +119,33 @@ class ContainerProvider(Provider):
     def target_schema(self) -> dict[str, Any]:
         return TARGET_SCHEMA
 
+    def service_schema(self) -> dict[str, Any]:
+        """One container per service: no replicas or autoscale."""
+        shared = shared_options("port", "cpu", "memory_gb", "resources", "auth", "timeout_seconds",
+                                "workers", auth="none", timeout_seconds=60, workers=1)  # fmt: skip
+        return {"type": "object", "properties": shared, "required": ["port"]}
+
+    def attributes(self, resource_type: str) -> dict[str, str] | None:
+        return dict(ATTRIBUTES) if resource_type == "service" else None
+
+    def identity(self, attributes: dict[str, Any]) -> str | None:
+        cid = attributes.get("container_id")
+        return None if not cid else str(cid)
+
     # -- plan ---------------------------------------------------------------
     def desired(self, r: Resource, ctx: Context, opts: Options) -> dict[str, Any]:
         cfg = r.config
-        if cfg.get("port") is None:
-            raise DiagnosticError(
-                Diagnostic(f"{r.address}: the container target needs a port", r.pos)
-            )
         spec = image_spec(r, ctx, opts)
         env_name = cfg.get("environment")
         env_attrs = r.inputs.get(f"environment.{env_name}", {}) if env_name else {}
         env = {**(env_attrs.get("env") or {}), **(cfg.get("env") or {})}
         res = cfg.get("resources") or {}
         host = "127.0.0.1"
+        port = cfg["port"]
         return {
             "host": host,
-            "port": cfg["port"],
-            "url": f"http://{host}:{cfg['port']}",
+            "port": port,
+            "url": f"http://{host}:{port}" if is_known(port) else UNKNOWN,
             "image_repository": spec.repository,
             "image_digest": spec.digest(),
             "env_digest": spec.env_digest(),
@@ -100,47 +172,68 @@ class ContainerProvider(Provider):
     def plan(self, resource: Resource, prior: dict[str, Any] | None, ctx: Context) -> Proposal:
         opts = options(ctx.target, resource.pos)
         planned = self.desired(resource, ctx, opts)
-        replacing = prior is None or _replacing(prior, planned)
-        for k in ("container_id", "id", "container_name"):
-            planned[k] = UNKNOWN if replacing or prior is None else prior.get(k)
-        if prior and prior.get("image_digest") == planned["image_digest"] and prior.get("image"):
-            planned["image"], planned["image_id"] = prior["image"], prior.get("image_id")
-        else:
-            spec = image_spec(resource, ctx, opts)
-            try:
-                found = imagebuild.find(dk.client(opts.docker_host), spec, look_only=True)
-            except dk.errors() as e:
-                raise DiagnosticError(Diagnostic(f"docker: {dk.short(e)}", resource.pos)) from None
-            planned["image"] = found.ref if found and found.ref else UNKNOWN
-            planned["image_id"] = found.image_id if found else UNKNOWN
+        if prior and prior.get("status") == ServiceStatus.TRANSITIONING.value:
+            # Still in init(): coming up, not broken. Restarting it would only
+            # start init() over; a later refresh sees it Healthy (or not).
+            if all(prior.get(k) == v for k, v in planned.items() if k != "status"):
+                planned["status"] = prior["status"]
+        replace_on = set(REPLACE_ON)
+        if prior and prior.get("memory_gb") is not None and planned["memory_gb"] is None:
+            replace_on.add("memory_gb")  # docker update cannot remove a memory limit
+        replacing = prior is None or any(
+            is_known(planned[k]) and prior.get(k) != planned[k] for k in replace_on
+        )
+        # A new container, or limits Docker may refuse to change in place.
+        anew = prior is None or replacing or any(prior.get(k) != planned[k] for k in LIMITS)
+        for k in CONTAINER:
+            planned[k] = UNKNOWN if anew or prior is None else prior.get(k)
+        planned["image"], planned["image_id"] = self._planned_image(resource, ctx, opts, prior,
+                                                                    planned)  # fmt: skip
         planned["key"] = None
         if planned["auth"] == "key":
             planned["key"] = prior.get("key") if prior and prior.get("key") else UNKNOWN
         return Proposal(
             planned,
-            requires_replace=set(REPLACE_ON),
+            requires_replace=replace_on,
             reasons=_reasons(prior, planned),
             notes=_notes(prior, planned, replacing),
+            sensitive={"key"},
         )
+
+    def _planned_image(
+        self, r: Resource, ctx: Context, opts: Options, prior: dict[str, Any] | None,
+        planned: dict[str, Any],
+    ) -> tuple[Any, Any]:  # fmt: skip
+        """(image, image_id) the container will run: the one it runs now when
+        the content is the same and the image is still there, else one built
+        from the same content before, else known after the build."""
+        try:
+            client = dk.client(opts.docker_host)
+            same = prior and prior.get("image_digest") == planned["image_digest"]
+            if same and prior and prior.get("image") and prior.get("image_id"):
+                if dk.image_id(client, str(prior["image"])) == prior["image_id"]:
+                    return prior["image"], prior["image_id"]
+            found = imagebuild.find(client, image_spec(r, ctx, opts), look_only=True)
+        except dk.errors() as e:
+            raise DiagnosticError(Diagnostic(f"docker: {dk.short(e)}", r.pos)) from None
+        if found is None:
+            return UNKNOWN, UNKNOWN
+        return found.ref or UNKNOWN, found.image_id
 
     # -- refresh --------------------------------------------------------------
     def read(self, prior: dict[str, Any], ctx: Context) -> dict[str, Any] | None:
-        host = str(prior.get("docker_host") or dk.default_host())
+        host = _host(prior, ctx)
         try:
             c = dk.get(dk.client(host), prior.get("container_id"))
-            return None if c is None else {**prior, **dk.observe(c, prior)}
+            return None if c is None else {**prior, **dk.observe(c, {**prior, "docker_host": host})}
         except dk.errors() as e:
             raise DiagnosticError(Diagnostic(f"docker at {host}: {dk.short(e)}")) from None
 
     def discover(self, ctx: Context) -> list[dict[str, Any]]:
+        """Containers with the project's labels on this target's Docker Engine."""
+        host = _host(None, ctx)
         try:
-            return self._discover(ctx)
-        except dk.errors() as e:
-            raise DiagnosticError(Diagnostic(f"docker: {dk.short(e)}")) from None
-
-    def _discover(self, ctx: Context) -> list[dict[str, Any]]:
-        out = []
-        for host in dk.known_hosts(ctx.work_dir):
+            out = []
             for c in dk.labelled(dk.client(host), ctx.project_dir):
                 attrs = dk.label_attributes(c)
                 found = {**(attrs or {}), "docker_host": host}
@@ -148,44 +241,58 @@ class ContainerProvider(Provider):
                 complete = attrs is not None and (found.get("auth") != "key" or found.get("key"))
                 address = c.labels.get(dk.L_ADDRESS, "service.unknown")
                 out.append({"address": address, "attributes": found, "complete": bool(complete)})
-        return out
+            return out
+        except dk.errors() as e:
+            raise DiagnosticError(Diagnostic(f"docker at {host}: {dk.short(e)}")) from None
 
     # -- apply ----------------------------------------------------------------
-    def apply(
-        self, action: Action, resource: Resource, prior: dict[str, Any] | None, ctx: Context
-    ) -> dict[str, Any]:
+    def apply(self, request: ApplyRequest, ctx: Context) -> Applied:
         try:
-            return self._apply(action, resource, prior, ctx)
+            return Applied(self._apply(request, ctx))
         except DiagnosticError as e:
             raise ProviderError(str(e)) from None
         except dk.errors() as e:
             raise ProviderError(f"docker: {dk.short(e)}") from None
 
-    def _apply(
-        self, action: Action, r: Resource, prior: dict[str, Any] | None, ctx: Context
-    ) -> dict[str, Any]:
+    def _apply(self, req: ApplyRequest, ctx: Context) -> dict[str, Any]:
+        r, prior, planned = req.resource, req.prior, req.planned
         opts = options(ctx.target, r.pos)
-        planned = self.plan(r, prior, ctx).planned
-        client = dk.client(opts.docker_host)
         old = None
         if prior:  # the old container lives where it was made
-            old_host = str(prior.get("docker_host") or dk.default_host())
-            old = dk.get(dk.client(old_host), prior.get("container_id"))
-        if (
-            action is Action.UPDATE
-            and old is not None
-            and prior is not None
-            and not _replacing(prior, planned)
-        ):
-            return self._update(client, r, old, prior, planned, ctx, opts)
-        built = self.build(r, ctx, opts)
+            old = dk.get(dk.client(_host(prior, ctx)), prior.get("container_id"))
+        if req.action is Action.UPDATE and prior is not None:
+            if old is None and is_known(planned.get("container_id")):
+                raise ProviderError(
+                    f"{r.address}: its container {prior.get('id')} is gone since the plan was "
+                    "made; apply again to create it"
+                )
+            if old is not None:
+                done = self._update(r, old, planned, ctx, opts)
+                if done is not None:
+                    return done
+                ctx.log("docker cannot make this change in place: replacing the container")
+        return self._replace(r, old, prior, planned, ctx, opts)
+
+    def _replace(
+        self, r: Resource, old: Any, prior: dict[str, Any] | None, planned: dict[str, Any],
+        ctx: Context, opts: Options,
+    ) -> dict[str, Any]:  # fmt: skip
+        """A new container from the planned image (built first when needed);
+        the old one, if any, goes once the new one is ready."""
+        client = dk.client(opts.docker_host)
         attrs = {k: v for k, v in planned.items() if k not in dk.COMPUTED}
-        attrs.update(image=built.ref, image_id=built.image_id)
+        attrs["image"], attrs["image_id"] = self._image(client, r, planned, ctx, opts)
         key = planned.get("key") if is_known(planned.get("key")) else None
         if attrs["auth"] == "key" and not key:
             key = secrets.token_urlsafe(32)
         if old is not None and prior is not None and not _same_port(prior, planned):
-            new = self._start(client, r, attrs, key, ctx, opts)  # ready before the old goes
+            try:  # the new container is ready before the old one goes
+                new = self._start(client, r, attrs, key, ctx, opts)
+            except Cancelled:
+                dk.remove(old, grace=0)  # the new one is recorded in its place
+                raise
+            except ProviderError as e:  # the old one still runs, unchanged
+                raise ProviderError(f"{e} (the previous container still runs)", e.log) from None
             dk.remove(old)
             return new
         if old is not None:
@@ -193,6 +300,10 @@ class ContainerProvider(Provider):
             old.stop(timeout=10)
         try:
             new = self._start(client, r, attrs, key, ctx, opts)
+        except Cancelled:
+            if old is not None:
+                dk.remove(old, grace=0)  # the new one is recorded in its place
+            raise
         except ProviderError as e:
             if old is None:
                 raise
@@ -203,19 +314,22 @@ class ContainerProvider(Provider):
             dk.remove(old)
         return new
 
-    def build(self, r: Resource, ctx: Context, opts: Options) -> imagebuild.Built:
-        """The service's image (built unless one with its digest exists), pushed
-        when the target names a registry."""
-        client = dk.client(opts.docker_host)
-        spec = image_spec(r, ctx, opts)
-        built = imagebuild.build(client, spec, ctx.log)
+    def _image(self, client: Any, r: Resource, planned: dict[str, Any], ctx: Context,
+               opts: Options) -> tuple[str, str]:  # fmt: skip
+        """(name, id) of the planned image: found by its content digest, else
+        built; pushed when the target names a registry."""
+        spec = image_spec(r, ctx, opts, register_models=True)
+        built = imagebuild.build(client, spec, ctx.log, sleep=ctx.sleep)
+        ref = built.ref
+        want = planned.get("image")
+        if is_known(want) and want and want != ref and dk.image_id(client, want) == built.image_id:
+            ref = str(want)  # the same image under the version name the plan showed
         if opts.registry:
-            imagebuild.push(client, built.ref, opts.auth(), ctx.log)
-        return built
+            imagebuild.push(client, ref, opts.auth(), ctx.log, sleep=ctx.sleep)
+        return ref, built.image_id
 
     def _start(self, client: Any, r: Resource, attrs: dict[str, Any], key: str | None,
                ctx: Context, opts: Options) -> dict[str, Any]:  # fmt: skip
-        dk.remember_host(ctx.work_dir, opts.docker_host)
         env = dict(attrs["env"])
         if key:
             env[dk.AUTH_ENV] = key
@@ -238,7 +352,11 @@ class ContainerProvider(Provider):
         ctx.log(f"started container {name}; waiting for {attrs['url']}/ready")
         local = dk.is_local(opts.docker_host)
         try:
-            dk.wait_ready(container, attrs["url"], local, opts.startup_timeout)
+            dk.wait_ready(container, attrs["url"], local, opts.startup_timeout, ctx.sleep)
+        except Cancelled:
+            made = _made(container, attrs)
+            msg = f"{r.address}: interrupted while container {name} was starting"
+            raise Cancelled(msg, attributes=made) from None
         except ProviderError:
             dk.remove(container, grace=2)
             raise
@@ -246,12 +364,15 @@ class ContainerProvider(Provider):
         container.reload()
         return {**attrs, **dk.observe(container, attrs)}
 
-    def _update(self, client: Any, r: Resource, c: Any, prior: dict[str, Any],
-                planned: dict[str, Any], ctx: Context, opts: Options,
-                ) -> dict[str, Any]:  # fmt: skip
+    def _update(self, r: Resource, c: Any, planned: dict[str, Any], ctx: Context,
+                opts: Options) -> dict[str, Any] | None:  # fmt: skip
+        """Limits and restart policy changed in place, the container started
+        again if it is not running; None when Docker cannot make the change
+        in place (the caller replaces the container)."""
         import docker.errors
 
-        now = dk.observe(c, prior)
+        wanted = _known(planned)
+        now = dk.observe(c, wanted)
         want = {k: planned[k] for k in IN_PLACE}
         if any(now[k] != want[k] for k in IN_PLACE):
             ctx.log("docker update: " + ", ".join(f"{k}={want[k]}" for k in IN_PLACE))
@@ -263,10 +384,9 @@ class ContainerProvider(Provider):
             except docker.errors.APIError as e:
                 raise ProviderError(f"docker update failed: {dk.short(e)}") from None
             c.reload()
-            now = dk.observe(c, prior)
-            if any(now[k] != want[k] for k in IN_PLACE):  # e.g. a memory limit removed
-                ctx.log("docker cannot make this change in place: replacing the container")
-                return self._apply(Action.REPLACE, r, prior, ctx)
+            now = dk.observe(c, wanted)
+            if any(now[k] != want[k] for k in IN_PLACE):
+                return None
         if now["container_state"] == "paused":
             ctx.log(f"container {c.name} is paused: unpausing it")
             c.unpause()
@@ -276,14 +396,35 @@ class ContainerProvider(Provider):
         elif now["status"] == ServiceStatus.UNHEALTHY.value:
             ctx.log(f"container {c.name} is unhealthy: restarting it")
             c.restart(timeout=10)
-        dk.wait_ready(c, planned["url"], dk.is_local(opts.docker_host), opts.startup_timeout)
-        c.reload()
-        attrs = {k: v for k, v in planned.items() if is_known(v)}
-        return {**prior, **attrs, **dk.observe(c, prior)}
-
-    def delete(self, address: str, prior: dict[str, Any], ctx: Context) -> None:
+        local = dk.is_local(str(planned["docker_host"]))
         try:
-            client = dk.client(str(prior.get("docker_host") or dk.default_host()))
+            dk.wait_ready(c, planned["url"], local, opts.startup_timeout, ctx.sleep)
+        except Cancelled:
+            msg = f"{r.address}: interrupted while container {c.name} was starting"
+            raise Cancelled(msg, attributes=_made(c, wanted)) from None
+        c.reload()
+        return {**wanted, **dk.observe(c, wanted)}
+
+    # -- check ------------------------------------------------------------------
+    def check(self, request: ApplyRequest, applied: Applied, ctx: Context) -> Check:
+        """From this machine: ``/ready`` and the service's ``test:`` request.
+        A remote Docker Engine publishes the port on its own 127.0.0.1, out of
+        reach: there the container's health check is all there is to go by."""
+        attrs = applied.attributes
+        if dk.is_local(str(attrs.get("docker_host") or "")):
+            return http_check(request.resource, attrs, ctx)
+        status = str(attrs.get("status"))
+        if status != ServiceStatus.HEALTHY.value:
+            return Check(ok=False, status=status, message=f"Docker's health check: {status}")
+        if request.resource.config.get("test"):
+            ctx.log(f"test request not sent: {attrs.get('url')} is on {attrs.get('docker_host')}")
+        return Check(ok=True, status=status)
+
+    # -- delete and logs --------------------------------------------------------
+    def delete(self, address: str, prior: dict[str, Any], ctx: Context) -> None:
+        host = _host(prior, ctx)
+        try:
+            client = dk.client(host)
             c = dk.get(client, prior.get("container_id"))
             if c is not None:
                 ctx.log(f"removing container {c.name}")
@@ -293,10 +434,10 @@ class ContainerProvider(Provider):
         except DiagnosticError as e:
             raise ProviderError(str(e)) from None
         except dk.errors() as e:
-            raise ProviderError(f"docker: {dk.short(e)}") from None
+            raise ProviderError(f"docker at {host}: {dk.short(e)}") from None
 
     def logs(self, address: str, attributes: dict[str, Any], ctx: Context, tail: int = 200) -> str:
-        host = str(attributes.get("docker_host") or dk.default_host())
+        host = _host(attributes, ctx)
         try:
             c = dk.get(dk.client(host), attributes.get("container_id"))
         except dk.errors() as e:
@@ -316,14 +457,26 @@ class ContainerProvider(Provider):
             )
         client = dk.client(opts.docker_host)
         spec = image_spec(resource, ctx, opts)
-        built = imagebuild.build(client, spec, ctx.log)
+        built = imagebuild.build(client, spec, ctx.log, sleep=ctx.sleep)
         if push:
-            imagebuild.push(client, built.ref, opts.auth(), ctx.log)
-            imagebuild.push(client, built.digest_ref, opts.auth(), ctx.log)
+            imagebuild.push(client, built.ref, opts.auth(), ctx.log, sleep=ctx.sleep)
+            imagebuild.push(client, built.digest_ref, opts.auth(), ctx.log, sleep=ctx.sleep)
         return {
             "image": built.ref, "digest_tag": built.digest_ref, "image_id": built.image_id,
             "built": built.built, "pushed": push, "seconds": round(built.seconds, 1),
         }  # fmt: skip
+
+
+def _made(container: Any, attrs: dict[str, Any]) -> dict[str, Any]:
+    """The attributes of a container that exists but was not seen ready
+    (recorded tainted: the next plan replaces it)."""
+    try:
+        container.reload()
+        return {**attrs, **dk.observe(container, attrs)}
+    except dk.errors():
+        cid = str(container.id)
+        return {**attrs, "container_id": cid, "id": cid[:12], "container_name": container.name,
+                "status": ServiceStatus.TRANSITIONING.value}  # fmt: skip
 
 
 def _same_port(prior: dict[str, Any], planned: dict[str, Any]) -> bool:
@@ -363,6 +516,11 @@ def _reasons(prior: dict[str, Any] | None, planned: dict[str, Any]) -> dict[str,
     for k in IN_PLACE:
         if prior.get(k) != planned[k]:
             out[k] = f"{k}: {prior.get(k)} → {planned[k]} (in place, docker update)"
+    if prior.get("memory_gb") is not None and planned["memory_gb"] is None:
+        out["memory_gb"] = (
+            f"memory_gb: {prior['memory_gb']} → none (Docker cannot remove a memory limit in "
+            "place: new container)"
+        )
     if prior.get("container_state") not in (None, "running"):
         out["container_state"] = f"container is {prior['container_state']}: start it again"
     if prior.get("status") != planned["status"]:

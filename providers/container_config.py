@@ -16,9 +16,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-from modelform.engine.diagnostics import Diagnostic, DiagnosticError
-from modelform.engine.modelstore import model_folder
-from modelform.engine.provider import Context, Resource
+from modelform.engine.modelstore import StoreError
+from modelform.plugin import Context, Diagnostic, DiagnosticError, Resource
 from modelform.providers import imagebuild
 from modelform.providers.container_docker import default_host
 
@@ -148,16 +147,39 @@ def repository(project: str, service: str, registry: str | None) -> str:
     return f"{registry}/{project}/{service}" if registry else f"{project}/{service}"
 
 
-def image_spec(r: Resource, ctx: Context, opts: Options) -> imagebuild.ImageSpec:
+def model_files(ctx: Context, m: dict[str, Any], register: bool) -> Path:
+    """The files of model version ``m`` (a model's attributes).
+
+    ``register`` (apply): the model store's folder; a version this store
+    lacks is registered again from the project's file when the file still
+    has the recorded digest (:meth:`ModelStore.folder`), else a one-line
+    error. Otherwise (plan, ``modelform package``) nothing is written: the
+    store's folder when it holds the version, else the project's file, whose
+    content is the same (the planned digest is that file's)."""
+    if register:
+        try:
+            return Path(ctx.models.folder(m, ctx.project_dir))
+        except StoreError as e:
+            raise DiagnosticError(Diagnostic(str(e))) from None
+    found = ctx.models.get(str(m["name"]), int(m["version"])) if ctx.models else None
+    if found is not None and found.digest == m["digest"]:
+        return Path(found.path)
+    return ctx.project_dir / str(m["source"])
+
+
+def image_spec(
+    r: Resource, ctx: Context, opts: Options, *, register_models: bool = False
+) -> imagebuild.ImageSpec:
+    """What the service's image is made of. Only its digests are needed to
+    plan; ``register_models`` when the files will be built into an image by
+    apply (see :func:`model_files`)."""
     cfg = r.config
     env_name = cfg.get("environment")
     env = r.inputs.get(f"environment.{env_name}", {}) if env_name else {}
     models = []
     for name in cfg.get("models", []):
         m = r.inputs[f"model.{name}"]
-        source = model_folder(ctx.work_dir, m)
-        if not source.is_dir():  # not registered yet (package before apply): same bytes
-            source = ctx.project_dir / m["source"]
+        source = model_files(ctx, m, register_models)
         models.append(imagebuild.ModelFiles(name, int(m["version"]), str(m["digest"]), source))
     entry = (ctx.project_dir / cfg["entry_script"]).resolve()
     source_dir = ctx.project_dir / (cfg.get("source_dir") or Path(cfg["entry_script"]).parent)

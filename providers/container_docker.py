@@ -4,7 +4,10 @@ What a container *is* in modelform's terms is read here, from the Docker
 API only: its state mapped to a service status, its published port, its
 limits, its environment and the labels that tie it to a project, so a
 container whose creation was never recorded (the CLI killed mid-apply)
-is found again by label.
+is found again by label on its target's Docker Engine.
+
+Every wait here goes through the ``sleep`` it is given (the provider
+context's :meth:`~modelform.plugin.Context.sleep`), so Ctrl-C stops it.
 """
 
 from __future__ import annotations
@@ -13,12 +16,11 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from modelform.engine.diagnostics import Diagnostic, DiagnosticError
-from modelform.engine.provider import ProviderError, ServiceStatus
-from modelform.engine.servicetest import readiness
+from modelform.plugin import Diagnostic, DiagnosticError, ProviderError, ServiceStatus, readiness
 from modelform.providers.imagebuild import CONTAINER_PORT, VENV
 
 GIB = 1024**3
@@ -31,7 +33,6 @@ L_LINEAGE = "modelform.lineage"
 L_ATTRS = "modelform.attributes"
 #: Attributes only a real container has; never written into its labels.
 COMPUTED = ("container_id", "id", "container_name", "key", "status", "container_state")
-HOSTS_FILE = "container-hosts.json"
 
 _local = threading.local()
 
@@ -64,10 +65,13 @@ def client(host: str) -> Any:
 
 
 def errors() -> tuple[type[Exception], ...]:
-    """What the Docker SDK raises when the engine refuses or goes away."""
-    import docker.errors
-    import requests
-
+    """What the Docker SDK raises when the engine refuses or goes away (nothing
+    without the SDK: then :func:`client` has already said what to install)."""
+    try:
+        import docker.errors
+        import requests
+    except ModuleNotFoundError:
+        return ()
     return (docker.errors.DockerException, requests.exceptions.RequestException)
 
 
@@ -83,29 +87,17 @@ def is_local(host: str) -> bool:
     )
 
 
-# -- hosts this project used (discover looks there) ---------------------------
-
-
-def remember_host(work_dir: Path, host: str) -> None:
-    """Record ``host`` before the first container is made there."""
-    hosts = known_hosts(work_dir)
-    if host in hosts:
-        return
-    work_dir.mkdir(parents=True, exist_ok=True)
-    tmp = work_dir / (HOSTS_FILE + ".tmp")
-    tmp.write_text(json.dumps(sorted({*hosts, host})) + "\n")
-    os.replace(tmp, work_dir / HOSTS_FILE)
-
-
-def known_hosts(work_dir: Path) -> list[str]:
-    try:
-        data = json.loads((work_dir / HOSTS_FILE).read_text())
-    except (OSError, ValueError):
-        return []
-    return [str(h) for h in data] if isinstance(data, list) else []
-
-
 # -- reading a container ------------------------------------------------------
+
+
+def image_id(c: Any, ref: str) -> str | None:
+    """The id of the image named ``ref`` on the engine, None when there is none."""
+    import docker.errors
+
+    try:
+        return str(c.images.get(ref).id)
+    except docker.errors.ImageNotFound:
+        return None
 
 
 def get(c: Any, container_id: str | None) -> Any | None:
@@ -121,7 +113,9 @@ def get(c: Any, container_id: str | None) -> Any | None:
         raise DiagnosticError(Diagnostic(f"docker: {short(e)}")) from None
 
 
-def state_of(attrs: dict[str, Any], url: str | None, local: bool) -> tuple[str, str]:
+def state_of(
+    attrs: dict[str, Any], url: str | None, local: bool, probe_timeout: float = 2.0
+) -> tuple[str, str]:
     """(container state, service status) of an inspected container.
 
     running → Healthy / Transitioning (init() still running) / Unhealthy;
@@ -136,7 +130,7 @@ def state_of(attrs: dict[str, Any], url: str | None, local: bool) -> tuple[str, 
         # From this machine the readiness route itself is the truth; Docker's
         # health check lags by up to an interval (and is all a remote host has).
         if url and local:
-            seen = readiness(url)
+            seen = readiness(url, timeout=probe_timeout)
             if seen == ServiceStatus.UNHEALTHY.value and health == "starting":
                 seen = ServiceStatus.TRANSITIONING.value
             return status, seen
@@ -278,9 +272,13 @@ def logs_tail(container: Any, lines: int = 40) -> str:
     return str(raw.decode(errors="replace")).rstrip("\n")
 
 
-def wait_ready(container: Any, url: str, local: bool, timeout: float) -> str:
+def wait_ready(
+    container: Any, url: str, local: bool, timeout: float, sleep: Callable[[float], None]
+) -> str:
     """Wait until the service answers ready; on exit or timeout raise
-    :class:`ProviderError` (status Failed) with the container's log tail."""
+    :class:`ProviderError` (status Failed) with the container's log tail.
+    Between looks it waits with ``sleep``, which raises
+    :class:`~modelform.plugin.Cancelled` once the user interrupts."""
     container.reload()
     restarts = int(container.attrs.get("RestartCount") or 0)
     deadline = time.monotonic() + timeout
@@ -299,7 +297,7 @@ def wait_ready(container: Any, url: str, local: bool, timeout: float) -> str:
                 log=logs_tail(container),
                 status=ServiceStatus.FAILED.value,
             )
-        _, status = state_of(a, url, local)
+        _, status = state_of(a, url, local, probe_timeout=1.0)
         if status == ServiceStatus.HEALTHY.value:
             return status
         if time.monotonic() > deadline:
@@ -308,16 +306,18 @@ def wait_ready(container: Any, url: str, local: bool, timeout: float) -> str:
                 log=logs_tail(container),
                 status=ServiceStatus.FAILED.value,
             )
-        time.sleep(0.1)
+        sleep(0.1)
 
 
 def remove(container: Any, grace: int = 10) -> None:
+    """Stop (``grace`` seconds for a clean exit), then remove; 0 kills at once."""
     import docker.errors
 
-    try:
-        container.stop(timeout=grace)
-    except docker.errors.APIError:
-        pass
+    if grace > 0:
+        try:
+            container.stop(timeout=grace)
+        except docker.errors.APIError:
+            pass
     try:
         container.remove(force=True)
     except docker.errors.NotFound:

@@ -20,6 +20,11 @@ An image is tagged twice: ``<repo>:sha256-<digest>`` from the content
 digest of its inputs (so an unchanged service finds its image and never
 rebuilds) and ``<repo>:<N>``, a version number that grows by one per new
 digest, as in the classic workflow (``diabetes:1``, ``diabetes:2``).
+
+Given a ``sleep`` (the provider context's), every wait of a build or a push
+goes through it, so Ctrl-C stops waiting at once: the Docker stream is read
+by a helper thread, and an abandoned build ends when modelform exits and
+its connection to the engine closes (nothing is tagged with a version).
 """
 
 from __future__ import annotations
@@ -27,12 +32,13 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
+import queue
 import re
 import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -41,7 +47,10 @@ from typing import IO, Any
 import yaml
 
 from modelform.engine.digests import digest_json, digest_path
-from modelform.engine.provider import ProviderError
+from modelform.plugin import ProviderError
+
+#: How a caller waits: the provider context's ``sleep`` (raises Cancelled).
+Sleep = Callable[[float], None]
 
 #: Bump when the Dockerfile's shape changes: every image digest changes with it.
 LAYOUT = 1
@@ -329,6 +338,56 @@ def _host_lock(client: Any) -> threading.Lock:
         return _locks.setdefault(key, threading.Lock())
 
 
+def _acquire(lock: threading.Lock, sleep: Sleep | None) -> None:
+    """Take ``lock``, waiting through ``sleep`` (another service may be
+    building for minutes)."""
+    if sleep is None:
+        lock.acquire()
+        return
+    while not lock.acquire(blocking=False):
+        sleep(0.05)
+
+
+class _Raised:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _follow(start: Callable[[], Iterable[dict[str, Any]]], sleep: Sleep | None
+            ) -> Iterator[dict[str, Any]]:  # fmt: skip
+    """The chunks of the Docker stream ``start()`` opens. With ``sleep``, a
+    helper thread (a daemon: it never holds modelform up) reads them, and
+    waiting for the next one goes through ``sleep``, which raises Cancelled
+    when the user interrupts."""
+    if sleep is None:
+        yield from start()
+        return
+    chunks: queue.SimpleQueue[Any] = queue.SimpleQueue()
+    end = object()
+
+    def read() -> None:
+        try:
+            for chunk in start():
+                chunks.put(chunk)
+        except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
+            chunks.put(_Raised(e))
+        finally:
+            chunks.put(end)
+
+    threading.Thread(target=read, name="docker-stream", daemon=True).start()
+    while True:
+        try:
+            item = chunks.get_nowait()
+        except queue.Empty:
+            sleep(0.05)
+            continue
+        if item is end:
+            return
+        if isinstance(item, _Raised):
+            raise item.error
+        yield item
+
+
 def _versions(client: Any, repo: str) -> dict[str, int]:
     """image id → its version number, for every ``<repo>:<N>`` image."""
     out: dict[str, int] = {}
@@ -405,15 +464,19 @@ def build(
     log: Callable[[str], None] = lambda line: None,
     *,
     nocache: bool = False,
+    sleep: Sleep | None = None,
 ) -> Built:
     """The image for ``spec``: found by its digest, else built and versioned.
 
     A failed build raises :class:`ProviderError` whose log is the failing
-    step's output; nothing is tagged then.
+    step's output; nothing is tagged then. With ``sleep``, waiting (for
+    another build on the engine, for build output) goes through it.
     """
     import docker.errors
 
-    with _host_lock(client):
+    lock = _host_lock(client)
+    _acquire(lock, sleep)
+    try:
         found = None if nocache else find(client, spec)
         if found is not None:
             log(f"image {found.ref} ({spec.digest_tag()}) exists: no build")
@@ -425,14 +488,18 @@ def build(
         with tempfile.TemporaryFile() as ctx:
             write_context(spec, ctx)
             ctx.seek(0)
-            try:
-                stream = client.api.build(
+
+            def start() -> Iterable[dict[str, Any]]:
+                stream: Iterable[dict[str, Any]] = client.api.build(
                     fileobj=ctx, custom_context=True, tag=digest_ref, rm=True, forcerm=True,
                     decode=True, nocache=nocache, buildargs=_proxy_args(),
                     labels={LABEL_DIGEST: spec.digest(), "modelform.env_digest": spec.env_digest()},
                 )  # fmt: skip
+                return stream
+
+            try:
                 image_id = ""
-                for chunk in stream:
+                for chunk in _follow(start, sleep):
                     if "stream" in chunk:
                         steps.feed(str(chunk["stream"]))
                     elif "error" in chunk:
@@ -448,6 +515,8 @@ def build(
         ref = _version_ref(client, spec.repository, img)
         log(f"built {ref} ({spec.digest_tag()}) in {seconds:.1f} s")
         return Built(ref, digest_ref, img.id, True, seconds, steps.cached)
+    finally:
+        lock.release()
 
 
 def _failed(steps: _Steps, error: str) -> ProviderError:
@@ -481,14 +550,24 @@ def _proxy_args() -> dict[str, str]:
     return {n: os.environ[n] for n in names if os.environ.get(n)}
 
 
-def push(client: Any, ref: str, auth: dict[str, str] | None, log: Callable[[str], None]) -> None:
+def push(
+    client: Any, ref: str, auth: dict[str, str] | None, log: Callable[[str], None],
+    sleep: Sleep | None = None,
+) -> None:  # fmt: skip
     """Push ``<repo>:<tag>``; the credentials are never logged."""
     import docker.errors
 
     repo, _, tag = ref.rpartition(":")
     log(f"pushing {ref}")
+
+    def start() -> Iterable[dict[str, Any]]:
+        stream: Iterable[dict[str, Any]] = client.api.push(
+            repo, tag=tag, stream=True, decode=True, auth_config=auth
+        )
+        return stream
+
     try:
-        for chunk in client.api.push(repo, tag=tag, stream=True, decode=True, auth_config=auth):
+        for chunk in _follow(start, sleep):
             if "error" in chunk:
                 raise ProviderError(f"push of {ref} failed: {chunk['error']}")
             if chunk.get("status") in ("Pushed", "Layer already exists"):

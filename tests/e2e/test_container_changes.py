@@ -129,7 +129,12 @@ def test_each_change_is_carried_out_as_planned(tmp_path: Path, docker_client: An
 @pytest.mark.parametrize(
     ("target", "extra", "message"),
     [
-        ("{kind: container, carry_ca: 5}", "", "targets.docker.carry_ca: 5 is not of type"),
+        (
+            "{kind: container, carry_ca: 5}",
+            "",
+            "modelform.yaml:7:39: error: targets.docker.carry_ca: 5 is not true or false or a "
+            "string",
+        ),
         (
             "{kind: container, dockr_host: x}",
             "",
