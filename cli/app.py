@@ -6,6 +6,7 @@ Terraform's single-dash spellings (``-var``, ``-out``, ``-auto-approve``,
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -68,7 +69,7 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def main_options(
     chdir: Annotated[
-        Path | None, typer.Option("--chdir", "-chdir", help="Run in this folder.")
+        Path | None, typer.Option("--chdir", "-chdir", help="Switch to this folder first.")
     ] = None,
     file: Annotated[
         Path | None, typer.Option("--file", "-f", help="Project file (default modelform.yaml).")
@@ -87,7 +88,12 @@ def main_options(
         ),
     ] = False,
 ) -> None:
-    Globals.chdir, Globals.file, Globals.state = chdir, file, state
+    if chdir is not None:  # as Terraform: every relative path is then from there
+        try:
+            os.chdir(chdir)
+        except OSError as e:
+            raise typer.BadParameter(f"{chdir}: {e.strerror}", param_hint="'-chdir'") from e
+    Globals.file, Globals.state = file, state
 
 
 @app.command()
