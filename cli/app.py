@@ -229,16 +229,27 @@ def drift(
     var: Var = None,
     var_file: VarFile = None,
     json_out: Json = False,
+    allow_missing_state: Annotated[
+        bool,
+        typer.Option(
+            "--allow-missing-state",
+            "-allow-missing-state",
+            help="No state file is fine (exit 0): nothing applied yet.",
+        ),
+    ] = False,
     input_: Input = Switch.true,
     lock: LockUnused = Switch.true,
     no_color: NoColor = False,
 ) -> None:
-    """Compare state with the real world: exit 0 no drift, 2 drift, 1 error.
+    """Compare state with the real world: exit 0 no drift, 2 drift, 1 error (also: no state).
 
     Never writes, never prompts, never locks.
     """
     view = make_view(json_out, no_color)
-    guarded(view, lambda: run_plan.drift_cmd(workspace(view, var, var_file), view))
+    guarded(
+        view,
+        lambda: run_plan.drift_cmd(workspace(view, var, var_file), view, allow_missing_state),
+    )
 
 
 service_cmds.register(app)

@@ -70,7 +70,7 @@ def test_no_color_leaves_no_escape_code_even_on_a_terminal(project: Path) -> Non
     coloured = Terminal("plan", cwd=project).finish()
     assert coloured.code == 0 and "2 to add, 0 to change" in coloured.out, coloured.out
     assert ANSI in coloured.out  # a terminal gets styles: the flag has something to remove
-    for cmd in (["plan"], ["validate"], ["drift"]):
+    for cmd in (["plan"], ["validate"], ["drift", "-allow-missing-state"]):
         plain = Terminal(*cmd, "-no-color", cwd=project).finish()
         assert plain.code == 0, plain.out
         assert ANSI not in plain.out, (cmd, plain.out)
