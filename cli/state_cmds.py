@@ -6,6 +6,7 @@ objects stay as they are, as with ``terraform state rm|mv``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Annotated
 
@@ -13,8 +14,10 @@ import typer
 
 from modelform.cli.common import guarded, make_view, workspace
 from modelform.cli.flags import Lock, Switch
+from modelform.engine.diagnostics import DiagnosticError
 from modelform.engine.exitcodes import Exit
 from modelform.engine.planjson import SENSITIVE
+from modelform.engine.registry import PluginError
 from modelform.state import ops
 
 Json = Annotated[bool, typer.Option("--json", "-json", help="Machine-readable output.")]
@@ -45,7 +48,10 @@ def state_show(address: str, json_out: Json = False) -> None:
     view = make_view(json_out)
 
     def body() -> int:
-        rec = ops.show(workspace(view).read_state(), address).to_json()
+        ws = workspace(view)
+        rec = ops.show(ws.read_state(), address).to_json()
+        with contextlib.suppress(DiagnosticError, PluginError):
+            ws.config  # noqa: B018 - the project file's secrets, when it loads, are masked too
         attrs = rec.get("attributes", {})
         secret = {*SENSITIVE, *rec.get("sensitive", [])}
         rec["attributes"] = {
