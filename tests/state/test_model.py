@@ -67,7 +67,8 @@ def test_records_round_trip_through_resource_state() -> None:
     out = rs.to_json()
     assert out["dependencies"] == ["environment.sk", "model.ridge"]
     assert {k: v for k, v in out.items() if k not in ("created_at", "updated_at")} == {
-        **rec, "dependencies": ["environment.sk", "model.ridge"], "tainted": False, "target": None, "sensitive": [],
+        **rec, "dependencies": ["environment.sk", "model.ridge"],
+        "tainted": False, "target": None, "sensitive": [],
     }  # fmt: skip
     out["attributes"]["pid"] = 8  # a fresh copy: the state is not aliased
     assert rs.attributes["pid"] == 7
