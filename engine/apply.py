@@ -182,8 +182,8 @@ def apply_plan(
     ) -> None:  # fmt: skip
         node = run.nodes[node_addr]
         with lock:
-            for child in children_of(records, node_addr):
-                records.pop(f"{node_addr}/{child}", None)
+            for old in children_of(records, node_addr):
+                records.pop(f"{node_addr}/{old}", None)
             secret = changes[node_addr].sensitive if node_addr in changes else []
             records[node_addr] = record(
                 node, provider, attrs, target=target, tainted=tainted, sensitive=secret

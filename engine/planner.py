@@ -367,8 +367,8 @@ def make_plan(
 
     if do_refresh:
         refreshed, drift = refresh(run, prior)
-        kinds = {n.provider for n in nodes.values()} | {r["provider"] for r in prior.values()}
-        adopted, orphans = discover(run, refreshed, kinds - {"core"}, prior)
+        in_use = {n.provider for n in nodes.values()} | {r["provider"] for r in prior.values()}
+        adopted, orphans = discover(run, refreshed, in_use - {"core"}, prior)
         drift += adopted
     else:
         refreshed, drift, orphans = {a: dict(r) for a, r in prior.items()}, [], []
