@@ -33,6 +33,7 @@ L_LINEAGE = "modelform.lineage"
 L_ATTRS = "modelform.attributes"
 #: Attributes only a real container has; never written into its labels.
 COMPUTED = ("container_id", "id", "container_name", "key", "status", "container_state")
+MISSING_SDK = "target kind container needs the Docker SDK: pip install 'modelform[container]'"
 
 _local = threading.local()
 
@@ -42,8 +43,18 @@ def default_host() -> str:
 
 
 def client(host: str) -> Any:
-    """A Docker client for ``host`` (one per thread), or a one-line error."""
-    import docker
+    """A Docker client for ``host`` (one per thread), or a one-line error.
+
+    The Docker SDK is the ``[container]`` extra: without it this is the first
+    place that needs it, so a missing SDK is one line naming the extra (the
+    other ``import docker…`` lines run only once a client exists).
+    """
+    try:
+        import docker
+    except ModuleNotFoundError as e:
+        if e.name != "docker":
+            raise
+        raise DiagnosticError(Diagnostic(MISSING_SDK)) from None
 
     cache = _local.__dict__.setdefault("clients", {})
     if host not in cache:
