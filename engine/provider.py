@@ -247,8 +247,10 @@ class Provider:
 
     kind: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    #: The protocol version the provider was written for.
-    protocol_version: ClassVar[int] = PROTOCOL_VERSION
+    #: The protocol version the provider was written for. Every provider
+    #: declares it (``protocol_version = PROTOCOL_VERSION``): one written for
+    #: version 1, before it existed, is refused when loaded, not at apply.
+    protocol_version: ClassVar[int | None] = None
     #: Resource types this provider manages ("service", or "model", ...).
     resource_types: ClassVar[tuple[str, ...]] = ("service",)
     #: True when ``read`` answers from local data without waiting on a

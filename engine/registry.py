@@ -208,6 +208,12 @@ def _load_class(plugin: Plugin) -> type[Provider]:
     if obj.kind != plugin.kind:
         raise PluginError(f"{label} declares kind {obj.kind!r}, not {plugin.kind!r}")
     version = getattr(obj, "protocol_version", None)
+    if version is None:
+        raise PluginError(
+            f"{label} declares no protocol_version; this modelform speaks protocol "
+            f"{PROTOCOL_VERSION} (a plugin written before protocol versions: install a version "
+            "of the plugin made for it)"
+        )
     if version != PROTOCOL_VERSION:
         raise PluginError(
             f"{label} is written for provider protocol {version!r}; this modelform speaks "

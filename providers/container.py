@@ -34,6 +34,7 @@ from typing import Any
 
 from modelform.engine.digests import short
 from modelform.plugin import (
+    PROTOCOL_VERSION,
     UNKNOWN,
     Action,
     Applied,
@@ -114,6 +115,7 @@ def _known(planned: dict[str, Any]) -> dict[str, Any]:
 
 class ContainerProvider(Provider):
     kind = "container"
+    protocol_version = PROTOCOL_VERSION
     description = "An image per service and a container running it on a Docker Engine."
 
     def target_schema(self) -> dict[str, Any]:

@@ -14,7 +14,15 @@ from typing import Any
 
 from modelform.engine.digests import short
 from modelform.engine.modelstore import ModelStore
-from modelform.plugin import Applied, ApplyRequest, Context, Proposal, Provider, Resource
+from modelform.plugin import (
+    PROTOCOL_VERSION,
+    Applied,
+    ApplyRequest,
+    Context,
+    Proposal,
+    Provider,
+    Resource,
+)
 
 MODEL_ATTRIBUTES = {
     "name": "The model's name.",
@@ -37,6 +45,7 @@ def store_of(ctx: Context) -> ModelStore:
 
 class CoreProvider(Provider):
     kind = "core"
+    protocol_version = PROTOCOL_VERSION
     description = "Models (versioned in the model store), environments and targets."
     resource_types = ("model", "environment", "target")
     read_is_cheap = True

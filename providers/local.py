@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from modelform.plugin import (
+    PROTOCOL_VERSION,
     UNKNOWN,
     Action,
     Applied,
@@ -101,6 +102,7 @@ ATTRIBUTES = {
 
 class LocalProvider(Provider):
     kind = "local"
+    protocol_version = PROTOCOL_VERSION
     description = "A scoring-runtime process per service on this machine (127.0.0.1)."
 
     def service_schema(self) -> dict[str, Any]:

@@ -14,11 +14,12 @@ from pathlib import Path
 
 #: A provider that works: plan, apply and delete, nothing else.
 GOOD = """
-from modelform.plugin import Applied, Proposal, Provider
+from modelform.plugin import PROTOCOL_VERSION, Applied, Proposal, Provider
 
 
 class {cls}(Provider):
     kind = "{kind}"
+    protocol_version = PROTOCOL_VERSION
     description = "A test plugin ({kind})."
 
     def plan(self, resource, prior, ctx):

@@ -111,7 +111,7 @@ def test_a_plugin_is_listed_with_its_package(tmp_path: Path) -> None:
         (provider_source("boom", body="protocol_version = 1\n"),
          "is written for provider protocol 1;"),
         ("from modelform.plugin import Provider\n\n"
-         "class Plugin(Provider):\n    kind = 'boom'\n\n"
+         "class Plugin(Provider):\n    kind = 'boom'\n    protocol_version = 2\n\n"
          "    def plan(self, resource, prior, ctx):\n        return None\n\n"
          "    def apply(self, request, ctx):\n        return None\n",
          "does not implement delete()"),

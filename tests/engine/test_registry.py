@@ -140,12 +140,16 @@ def test_the_same_package_seen_twice_is_one_registration(plugins: Plugins) -> No
          f"is written for provider protocol 1; this modelform speaks protocol {PROTOCOL_VERSION} "
          "(install a version of the plugin made for it)"),
         ("from modelform.plugin import Provider\n\n"
-         "class Plugin(Provider):\n    kind = 'k'\n\n"
+         "class Plugin(Provider):\n    kind = 'k'\n    protocol_version = 2\n\n"
          "    def plan(self, resource, prior, ctx):\n        return None\n",
          "does not implement apply(), delete()"),
+        ("from modelform.plugin import Provider\n\n"
+         "class Plugin(Provider):\n    kind = 'k'\n",
+         "declares no protocol_version; this modelform speaks protocol 2 (a plugin written "
+         "before protocol versions: install a version of the plugin made for it)"),
     ],
     ids=["import-error", "import-raises", "constructor", "not-a-class", "not-a-type",
-         "other-kind", "protocol-1", "missing-methods"],
+         "other-kind", "protocol-1", "missing-methods", "protocol-undeclared"],
 )  # fmt: skip
 def test_a_broken_plugin_is_one_line_naming_kind_package_and_problem(
     plugins: Plugins, source: str, problem: str
