@@ -1,17 +1,30 @@
 #!/usr/bin/env python3
 """Engine benchmark: modelform beside OpenTofu, in one run.
 
-1. A no-op ``plan`` of generated projects of 1,000 and 10,000 services whose
-   provider answers at once (the ``instant`` plugin in bench/plugins, installed
-   like any third-party provider), so the engine alone is measured; OpenTofu
-   plans the same number of ``terraform_data`` resources (no provider download).
-   Wall time and peak memory (max RSS of the process) for each.
-2. ``apply`` of 20 local-target services (real scoring-runtime processes) with
+1. The first ``plan`` of a generated project of 2,000 services, all to create
+   (nothing applied yet), beside OpenTofu planning 2,000 new ``terraform_data``
+   resources. The whole plan is printed (to a file), as a user would see it.
+2. A no-op ``plan`` of generated projects of 1,000 and 10,000 services, already
+   applied, beside OpenTofu planning as many applied ``terraform_data``.
+
+Every service's target kind is ``instant`` (the plugin in bench/plugins,
+installed like any third-party provider): it answers every read and plan at
+once, so the engine alone is measured. ``terraform_data`` needs no provider
+download. Wall time, CPU time and peak memory (max RSS) of each process; the
+tools take turns, round after round, and each figure is the fastest round (the
+one least disturbed on a shared machine). ``--baseline-python`` times a second
+modelform (another checkout's venv) side by side with this one.
+
+3. ``apply`` of 20 local-target services (real scoring-runtime processes) with
    -parallelism 10 and 1.
 
-OpenTofu is built from the Go module proxy with the preinstalled Go (cached
-under $MODELFORM_CACHE/bench/tofu). Results: printed as Markdown and written to
-bench/engine/results.json. Usage: python bench/engine/run.py [--sizes 1000,10000]
+OpenTofu is built from the Go module proxy with the preinstalled Go once, and
+cached under ${MODELFORM_CACHE:-~/.cache/modelform}/bench/tofu. Results: printed
+as Markdown and written to bench/engine/results.json.
+
+Usage: python bench/engine/run.py [--first 2000] [--sizes 1000,10000]
+           [--rounds 3] [--baseline-python /tmp/old/.venv/bin/python]
+           [--no-tofu] [--no-apply]
 """
 
 from __future__ import annotations
@@ -28,37 +41,48 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("MODELFORM_CACHE", Path.home() / ".cache" / "modelform")) / "bench"
 TOFU_VERSION = "v1.10.7"
+
+Run = tuple[float, float, float]  # wall seconds, CPU seconds, peak RSS in MB
 
 
 def sh(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> None:
     subprocess.run(cmd, cwd=cwd, env=env, check=True, stdout=subprocess.DEVNULL)
 
 
-def measured(
-    cmd: list[str], cwd: Path, env: dict[str, str] | None = None
-) -> tuple[float, float, float]:
-    """(wall seconds, CPU seconds, peak RSS in MB) of one run; it must succeed."""
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(p.pid, 0)
-    elapsed = time.perf_counter() - t0
+def measured(cmd: list[str], cwd: Path, env: dict[str, str] | None, out: Path) -> Run:
+    """One run, its output written to ``out``; it must exit 0 or 2."""
+    with open(out, "wb") as f:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(p.pid, 0)
+        elapsed = time.perf_counter() - t0
     code = os.waitstatus_to_exitcode(status)
+    assert p.stderr is not None
     if code not in (0, 2):
         raise SystemExit(f"{' '.join(cmd)} exited {code}: {p.stderr.read().decode()[-2000:]}")
     return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
-def best_of(
-    n: int, cmd: list[str], cwd: Path, env: dict[str, str] | None = None
-) -> tuple[float, float, float]:
-    """The fastest of ``n`` runs (wall), its CPU time, and the largest peak RSS.
-    On a shared machine the fastest run is the one least disturbed by others."""
-    runs = [measured(cmd, cwd, env) for _ in range(n)]
-    wall, cpu, _ = min(runs)
-    return wall, cpu, max(r[2] for r in runs)
+class Case:
+    """One tool's plan of one project: the command, where, and a line its
+    output must hold (so a plan that did less than asked is caught)."""
+
+    def __init__(self, cmd: list[str], cwd: Path, expect: str, env: dict[str, str] | None = None):
+        self.cmd, self.cwd, self.expect, self.env = cmd, cwd, expect, env
+        self.runs: list[Run] = []
+
+    def once(self) -> None:
+        out = self.cwd.parent / f"{self.cwd.name}.out"
+        self.runs.append(measured(self.cmd, self.cwd, self.env, out))
+        if self.expect not in out.read_text(errors="replace"):
+            raise SystemExit(f"{' '.join(self.cmd)} in {self.cwd}: no {self.expect!r} in {out}")
+
+    def best(self) -> Run:
+        """The fastest run (wall), its CPU time, and the largest peak RSS."""
+        wall, cpu, _ = min(self.runs)
+        return wall, cpu, max(r[2] for r in self.runs)
 
 
 def build_tofu() -> Path:
@@ -108,29 +132,58 @@ def tofu_project(root: Path, n: int) -> None:
     (root / "main.tf").write_text("\n".join(blocks))
 
 
-def bench_plan(sizes: list[int], work: Path, tofu: Path | None) -> list[dict[str, object]]:
-    rows = []
-    mf = [sys.executable, "-m", "modelform.cli"]
-    for n in sizes:
-        m = work / f"modelform-{n}"
-        modelform_project(m, n)
-        sh([*mf, "apply", "-auto-approve"], m)
-        t, cpu, rss = best_of(3, [*mf, "plan", "-detailed-exitcode"], m)
-        row: dict[str, object] = {"services": n}
-        row.update(modelform_s=round(t, 2), modelform_cpu_s=round(cpu, 2), modelform_mb=round(rss))
-        if tofu is not None:
-            d = work / f"tofu-{n}"
-            tofu_project(d, n)
-            env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
-            sh([str(tofu), "init", "-input=false"], d, env)
+def plan_cases(
+    kind: str, n: int, work: Path, engines: dict[str, list[str]], tofu: Path | None
+) -> dict[str, Case]:
+    """Projects of ``n`` services for every tool; ``kind`` is "first" (nothing
+    applied: all to create) or "noop" (applied: nothing to do)."""
+    cases = {}
+    for name, mf in engines.items():
+        d = work / f"{name}-{kind}-{n}"
+        modelform_project(d, n)
+        if kind == "noop":
+            sh([*mf, "apply", "-auto-approve"], d)
+        # The target and n services.
+        expect = f"Plan: {n + 1} to add" if kind == "first" else "No changes."
+        cases[name] = Case([*mf, "plan", "-detailed-exitcode"], d, expect)
+    if tofu is not None:
+        # An empty CLI configuration: no user's settings (or warning about a
+        # missing file) in the way.
+        rc = work / "tofurc"
+        rc.touch()
+        env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1",
+               "TF_CLI_CONFIG_FILE": str(rc)}  # fmt: skip
+        d = work / f"tofu-{kind}-{n}"
+        tofu_project(d, n)
+        sh([str(tofu), "init", "-input=false"], d, env)
+        if kind == "noop":
             sh([str(tofu), "apply", "-auto-approve", "-input=false", "-parallelism=10"], d, env)
-            plan = [str(tofu), "plan", "-input=false", "-detailed-exitcode"]
-            tt, tcpu, trss = best_of(3, plan, d, env)
-            row.update(tofu_s=round(tt, 2), tofu_cpu_s=round(tcpu, 2), tofu_mb=round(trss),
-                       ratio=round(tt / t, 2))  # fmt: skip
-        print(json.dumps(row), file=sys.stderr)
-        rows.append(row)
-    return rows
+        expect = f"Plan: {n} to add" if kind == "first" else "No changes."
+        # Plain text, as modelform writes to a file (OpenTofu colours it otherwise).
+        plan = [str(tofu), "plan", "-input=false", "-no-color", "-detailed-exitcode"]
+        cases["tofu"] = Case(plan, d, expect, env)
+    return cases
+
+
+def bench_plan(
+    kind: str, n: int, work: Path, engines: dict[str, list[str]], tofu: Path | None, rounds: int
+) -> dict[str, object]:
+    cases = plan_cases(kind, n, work, engines, tofu)
+    for _ in range(rounds):  # the tools take turns, so a busy spell hits each alike
+        for case in cases.values():
+            case.once()
+    row: dict[str, object] = {"plan": kind, "services": n}
+    for name, case in cases.items():
+        wall, cpu, mb = case.best()
+        row[f"{name}_s"], row[f"{name}_cpu_s"] = round(wall, 2), round(cpu, 2)
+        row[f"{name}_mb"] = round(mb)
+        row[f"{name}_runs_s"] = [round(r[0], 2) for r in case.runs]
+    ours = cases["modelform"].best()[0]
+    for other in ("baseline", "tofu"):
+        if other in cases:
+            row[f"{other}_over_modelform"] = round(cases[other].best()[0] / ours, 2)
+    print(json.dumps(row), file=sys.stderr)
+    return row
 
 
 def free_port() -> int:
@@ -150,47 +203,99 @@ def bench_apply(work: Path, n: int = 20) -> dict[str, object]:
         lines += [f"  svc-{i:02d}:", "    entry_script: src/score.py", f"    port: {free_port()}"]
     (root / "modelform.yaml").write_text("\n".join(lines) + "\n")
     mf = [sys.executable, "-m", "modelform.cli"]
-    out: dict[str, object] = {"services": n}
+    walls: dict[int, float] = {}
     for par in (10, 1):
-        t, _, _ = measured([*mf, "apply", "-auto-approve", "-parallelism", str(par)], root)
-        out[f"parallelism_{par}_s"] = round(t, 2)
+        cmd = [*mf, "apply", "-auto-approve", "-parallelism", str(par)]
+        walls[par] = round(measured(cmd, root, None, work / "apply.out")[0], 2)
         sh([*mf, "destroy", "-auto-approve"], root)
-    out["ratio_1_over_10"] = round(
-        float(out["parallelism_1_s"]) / float(out["parallelism_10_s"]), 2
-    )  # type: ignore[arg-type]
+    out: dict[str, object] = {"services": n}
+    out.update(parallelism_10_s=walls[10], parallelism_1_s=walls[1])
+    out["ratio_1_over_10"] = round(walls[1] / walls[10], 2)
     return out
 
 
+def checkout_of(python: str) -> Path:
+    """The source tree of the modelform that ``python`` imports."""
+    engine = subprocess.run(
+        [python, "-c", "import modelform.engine as e; print(e.__file__)"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    return Path(engine).parents[1]
+
+
+def commit_of(python: str) -> str:
+    """The commit of the modelform that ``python`` imports, and whether its
+    working tree has changes (the shared tree often has)."""
+    git = ["git", "-C", str(checkout_of(python))]
+    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()  # fmt: skip
+    return head.stdout.strip() + (" + uncommitted changes" if dirty else "")
+
+
+def table(rows: list[dict[str, object]], names: list[str]) -> str:
+    label = {"modelform": "modelform", "baseline": "baseline", "tofu": "OpenTofu"}
+    head = ["plan", "services"] + [f"{label[n]} s (CPU s)" for n in names]
+    head += [f"{label[n]} MB" for n in names]
+    head += [f"{label[n]} ÷ modelform" for n in names if n != "modelform"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [str(r["plan"]), f"{r['services']:,}"]
+        cells += [f"{r[f'{n}_s']} ({r[f'{n}_cpu_s']})" for n in names]
+        cells += [str(r[f"{n}_mb"]) for n in names]
+        cells += [f"{r[f'{n}_over_modelform']}×" for n in names if n != "modelform"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--sizes", default="1000,10000")
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--first", type=int, default=2000, help="services in the first plan (0: none)")
+    ap.add_argument("--sizes", default="1000,10000", help="services in the no-op plans ('': none)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--baseline-python", help="another modelform's Python, timed side by side")
     ap.add_argument("--no-tofu", action="store_true")
+    ap.add_argument("--no-apply", action="store_true", help="skip the apply of local services")
     args = ap.parse_args()
-    sh([sys.executable, "-m", "pip", "install", "-q", "-e", str(REPO / "bench/plugins/instant")])
+    engines = {"modelform": [sys.executable, "-m", "modelform.cli"]}
+    if args.baseline_python:
+        engines["baseline"] = [args.baseline_python, "-m", "modelform.cli"]
+    for python, *_ in engines.values():
+        # Each modelform gets the plugin of its own checkout (the provider
+        # protocol may differ between them).
+        plugin = checkout_of(python) / "bench/plugins/instant"
+        sh([python, "-m", "pip", "install", "-q", "-e", str(plugin)])
     tofu = None if args.no_tofu else build_tofu()
-    sizes = [int(s) for s in args.sizes.split(",")]
+    names = [*engines, *(["tofu"] if tofu else [])]
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    started = time.strftime("%Y-%m-%d %H:%M")
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="modelform-bench-") as tmp:
         work = Path(tmp)
-        plan_rows = bench_plan(sizes, work, tofu)
-        apply_row = bench_apply(work)
+        rows = []
+        if args.first:
+            rows.append(bench_plan("first", args.first, work, engines, tofu, args.rounds))
+        rows += [bench_plan("noop", n, work, engines, tofu, args.rounds) for n in sizes]
+        apply_row = None if args.no_apply else bench_apply(work)
     result = {
-        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "date": started,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}",
-        "command": "python bench/engine/run.py --sizes " + args.sizes,
-        "plan_noop": plan_rows,
+        "load_average": [round(x, 1) for x in (*load_before, *os.getloadavg())],
+        "command": " ".join(["python", "bench/engine/run.py", *sys.argv[1:]]),
+        "modelform": commit_of(sys.executable),
+        "baseline": commit_of(args.baseline_python) if args.baseline_python else None,
+        "opentofu": TOFU_VERSION if tofu else None,
+        "plans": rows,
         "apply_local": apply_row,
     }
     (Path(__file__).parent / "results.json").write_text(json.dumps(result, indent=2) + "\n")
-    print("| services | modelform plan s (CPU s) | peak MB | OpenTofu plan s (CPU s) | peak MB "
-          "| OpenTofu / modelform |")  # fmt: skip
-    print("|---|---|---|---|---|---|")
-    for r in plan_rows:
-        cells = [r["services"], f"{r['modelform_s']} ({r['modelform_cpu_s']})", r["modelform_mb"]]
-        cells += [f"{r.get('tofu_s', '-')} ({r.get('tofu_cpu_s', '-')})", r.get("tofu_mb", "-")]
-        cells.append(r.get("ratio", "-"))
-        print("| " + " | ".join(str(c) for c in cells) + " |")
-    print(f"\napply of 20 local services: {apply_row}")
+    print(f"modelform {result['modelform']}" +
+          (f", baseline {result['baseline']}" if args.baseline_python else "") +
+          f"; load average before/after {result['load_average']}")  # fmt: skip
+    print(table(rows, names))
+    if apply_row:
+        print(f"\napply of 20 local services: {apply_row}")
 
 
 if __name__ == "__main__":
