@@ -296,6 +296,7 @@ def test_a_live_holders_lock_waits_and_is_refused(backend_spec: BackendSpec) -> 
     """Same pid, same start time: the holder runs, its lock stands after -lock-timeout."""
     backend = backend_spec.make()
     holder = _planted(backend)
+    assert holder.started is not None and not holder.is_stale()
     t0 = time.monotonic()
     with pytest.raises(LockError) as caught:
         backend_spec.make().lock("apply", timeout=0.5)
