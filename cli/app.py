@@ -46,10 +46,16 @@ Replace = Annotated[
     typer.Option("--replace", "-replace", help="Force replacement of this address."),
 ]
 Refresh = Annotated[
-    bool,
+    Switch,
     typer.Option(
-        "--refresh/--no-refresh", "-refresh/-no-refresh", help="Read the real objects first."
+        "--refresh",
+        "-refresh",
+        case_sensitive=False,
+        help="false: plan from state as recorded, without reading the real objects.",
     ),
+]
+NoRefresh = Annotated[
+    bool, typer.Option("--no-refresh", "-no-refresh", help="Same as -refresh=false.")
 ]
 Parallelism = Annotated[
     int, typer.Option("--parallelism", "-parallelism", min=1, help="Steps at once.")
@@ -127,7 +133,8 @@ def plan(
     destroy: Annotated[
         bool, typer.Option("--destroy", "-destroy", help="Plan to destroy everything.")
     ] = False,
-    refresh: Refresh = True,
+    refresh: Refresh = Switch.true,
+    no_refresh: NoRefresh = False,
     target: Target = None,
     replace: Replace = None,
     input_: Input = Switch.true,
@@ -143,7 +150,7 @@ def plan(
             workspace(view, var, var_file),
             view,
             mode=mode,
-            refresh=refresh,
+            refresh=refresh is Switch.true and not no_refresh,
             targets=target or [],
             replace=replace or [],
             out=out,
@@ -167,7 +174,8 @@ def apply(
             "--refresh-only", "-refresh-only", help="Only update state to match the real world."
         ),
     ] = False,
-    refresh: Refresh = True,
+    refresh: Refresh = Switch.true,
+    no_refresh: NoRefresh = False,
     target: Target = None,
     replace: Replace = None,
     input_: Input = Switch.true,
@@ -186,7 +194,7 @@ def apply(
             plan_file=plan_file,
             mode=mode,
             auto_approve=auto_approve,
-            refresh=refresh,
+            refresh=refresh is Switch.true and not no_refresh,
             targets=target or [],
             replace=replace or [],
         ),

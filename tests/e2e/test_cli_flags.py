@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pty
 import select
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -136,3 +137,24 @@ def test_terraform_flags_parse_with_single_and_double_dashes(tmp_path: Path, cmd
     assert r.code == 0 and r.out.startswith(f"Usage: modelform {cmd}"), r.text
     bad = modelform(*cmd.split(), "-lock=maybe", cwd=tmp_path)
     assert bad.code == 1 and "'maybe' is not one of 'true', 'false'" in bad.err, bad.text
+
+
+def test_refresh_false_as_terraform_spells_it_plans_from_state_alone(tmp_path: Path) -> None:
+    """``-refresh=false`` (Terraform's spelling) and ``-no-refresh`` skip reading the
+    real objects: a killed process is not seen as drift."""
+    from tests.e2e.helpers import copy_quickstart, free_port
+
+    p = copy_quickstart(tmp_path / "q")
+    var = ("-var", f"port={free_port()}")
+    try:
+        assert p.run("apply", "-auto-approve", *var).code == 0
+        pid = {r["address"]: r for r in p.state()["resources"]}["service.diabetes-dev"]
+        os.kill(pid["attributes"]["pid"], signal.SIGKILL)
+        for flag in ("-refresh=false", "-refresh", "-no-refresh"):
+            args = (flag, "false") if flag == "-refresh" else (flag,)
+            r = p.run("plan", "-detailed-exitcode", *args, *var)
+            assert r.code == 0 and "No changes." in r.out, (flag, r.text)
+        r = p.run("plan", "-detailed-exitcode", "-refresh=true", *var)
+        assert r.code == 2 and "has been deleted" in r.out, r.text
+    finally:
+        p.cleanup()
