@@ -37,7 +37,7 @@ import jsonschema
 from modelform.engine import references
 from modelform.engine.config import DEFAULT_TARGET, SECTIONS
 from modelform.engine.diagnostics import Diagnostic
-from modelform.engine.schema import _Mapper, did_you_mean, load_schema, where
+from modelform.engine.schema import _cell, _Mapper, default_cell, did_you_mean, load_schema, where
 from modelform.engine.yaml_positions import Source
 
 #: Keys every service has, whatever its target's kind.
@@ -371,10 +371,6 @@ def full_schema_text(catalog: Catalog) -> str:
 
 
 # -- the reference docs -------------------------------------------------------
-def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def _type(prop: dict[str, Any]) -> str:
     if "enum" in prop:
         return " \\| ".join(f"`{v}`" for v in prop["enum"])
@@ -390,16 +386,10 @@ def _options_table(schema: dict[str, Any], out: list[str]) -> None:
         return
     out += ["| Option | Type | Default | Description |", "|---|---|---|---|"]
     for key, prop in props.items():
-        if key in required:
-            default = "required"
-        elif "default" in prop:
-            default = f"`{json.dumps(prop['default'])}`"
-        else:
-            default = ""
         text = _cell(prop.get("description", ""))
         if prop.get("sensitive"):
             text += " **Sensitive**: masked in every output."
-        out.append(f"| `{key}` | {_type(prop)} | {default} | {text} |")
+        out.append(f"| `{key}` | {_type(prop)} | {default_cell(key, prop, required)} | {text} |")
     out.append("")
 
 

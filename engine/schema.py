@@ -309,6 +309,15 @@ def _range(s: dict[str, Any]) -> str:
     return ""
 
 
+def default_cell(key: str, prop: dict[str, Any], required: set[str]) -> str:
+    """The Default column of a reference table: required, the default, or blank."""
+    if key in required:
+        return "required"
+    if "default" in prop:
+        return f"`{json.dumps(prop['default'])}`"
+    return ""
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -323,14 +332,8 @@ def _table(title: str, schema: dict[str, Any], out: list[str], nested: list[Any]
         out += ["Other keys are allowed and checked by the target's provider.", ""]
     out += ["| Key | Type | Default | Description |", "|---|---|---|---|"]
     for key, prop in s.get("properties", {}).items():
-        if key in required:
-            default = "required"
-        elif "default" in prop:
-            default = f"`{json.dumps(prop['default'])}`"
-        else:
-            default = ""
         text = _cell(prop.get("description", ""))
-        out.append(f"| `{key}` | {_type_of(prop)} | {default} | {text} |")
+        out.append(f"| `{key}` | {_type_of(prop)} | {default_cell(key, prop, required)} | {text} |")
         nested.append((f"{title}.{key}" if title else key, prop))
     out.append("")
 
