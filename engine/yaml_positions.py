@@ -216,16 +216,15 @@ class _Builder:
             ) from None
         if isinstance(value, datetime.date) or not isinstance(value, _PLAIN_TYPES):
             value = node.value
-        if True:
-            self.src.scalars[path] = ScalarInfo(
-                node.style,
-                node.start_mark.line + 1,
-                node.start_mark.column + 1,
-                node.start_mark.line == node.end_mark.line,
-                node.start_mark.buffer[node.start_mark.pointer : node.end_mark.pointer]
-                if node.start_mark.buffer
-                else "",
-            )
+        self.src.scalars[path] = ScalarInfo(
+            node.style,
+            node.start_mark.line + 1,
+            node.start_mark.column + 1,
+            node.start_mark.line == node.end_mark.line,
+            node.start_mark.buffer[node.start_mark.pointer : node.end_mark.pointer]
+            if node.start_mark.buffer
+            else "",
+        )
         return value
 
     def key_of(self, key: Node) -> str:
