@@ -1,0 +1,2 @@
+def init(): pass
+def run(d): return d
