@@ -219,7 +219,11 @@ def _targets_of_kind(run: Run, kind: str, records: Records) -> list[dict[str, An
     for name, body in run.config.targets.items():
         if str(body.get("kind", "local")) == kind:
             seen[name] = {"name": name, **body}
-    if kind == "local" and DEFAULT_TARGET not in run.config.targets:
+    implicit = kind == "local" and DEFAULT_TARGET not in run.config.targets
+    if implicit and any(
+        (svc.get("target") or DEFAULT_TARGET) == DEFAULT_TARGET
+        for svc in run.config.services.values()
+    ):
         seen[DEFAULT_TARGET] = {"name": DEFAULT_TARGET, "kind": "local"}
     for rec in records.values():
         t = rec.get("target")
