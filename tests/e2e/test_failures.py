@@ -48,11 +48,14 @@ def test_failing_init_and_failing_test_request(tmp_path: Path) -> None:
         assert "service.broken: the scoring server exited before it was ready" in r.err
         assert "model file is corrupt" in r.err
         # The test block: the response is shown.
-        assert "service.wrong: test request: output differs from expect" in r.err
+        assert "service.wrong: check failed: test request: output differs from expect" in r.err
         assert '"sum":3' in r.err.replace(" ", "")
         res = p.resources()
         assert "service.broken" not in res
         assert res["service.good"]["status"] == "Healthy"
+        # The service whose test failed runs, but is tainted and not Healthy.
+        assert res["service.wrong"]["tainted"] is True
+        assert res["service.wrong"]["status"] == "Unhealthy"
         assert "Apply incomplete." in r.out
     finally:
         p.run("destroy", "-auto-approve")
