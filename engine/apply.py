@@ -222,6 +222,7 @@ def apply_plan(
             prior_kids = {n: r["attributes"] for n, r in children_of(records, addr).items()}
         resource, ctx = resolve_node(run.nodes[addr], known, run.config, run)
         ctx.children = prior_kids
+        ctx.replacing = change.action is Action.REPLACE
         prior = records.get(addr, {}).get("attributes")
         planned, planned_kids = final_plan(run, change, resource, prior, ctx)
         req = ApplyRequest(change.action, resource, prior, planned, prior_kids, planned_kids)

@@ -430,9 +430,13 @@ def _plan_one(
     proposal = provider.plan(resource, prior_attrs, ctx)
     probe = _child_changes(proposal.children, prior_children, Action.UPDATE)
     children_changed = any(c.action is not Action.NOOP for c in probe)
+    tainted = _taint_reason(rec)
     action, changed, reasons = decide(
-        prior_attrs, proposal, force_replace, _taint_reason(rec), children_changed
+        prior_attrs, proposal, force_replace, tainted, children_changed
     )
+    if action is Action.REPLACE and (force_replace or tainted):
+        ctx.replacing = True  # the successor's plan: its own id, process, …
+        proposal = provider.plan(resource, prior_attrs, ctx)
     children = _child_changes(proposal.children, prior_children, action)
     if action is Action.UPDATE:
         for c in children:

@@ -129,8 +129,14 @@ class Context:
     log: Callable[[str], None] = lambda line: None
     #: True once the user pressed Ctrl-C: stop waiting, record what exists.
     cancelled: Callable[[], bool] = lambda: False
-    #: Where models live: ``models.resolve(attrs)`` is a model version's folder.
+    #: Where models live: ``models.folder(attrs, project_dir)`` is a model
+    #: version's folder.
     models: Any = None
+    #: True when the engine replaces the object whatever the proposal says
+    #: (``-replace``, a tainted record, and in apply for every replace): plan
+    #: its successor, so values of the current object (its id, its process)
+    #: are UNKNOWN, not the prior ones.
+    replacing: bool = False
 
     def sleep(self, seconds: float) -> None:
         """Wait up to ``seconds``; raise :class:`Cancelled` as soon as the

@@ -182,8 +182,10 @@ class ContainerProvider(Provider):
         replace_on = set(REPLACE_ON)
         if prior and prior.get("memory_gb") is not None and planned["memory_gb"] is None:
             replace_on.add("memory_gb")  # docker update cannot remove a memory limit
-        replacing = prior is None or any(
-            is_known(planned[k]) and prior.get(k) != planned[k] for k in replace_on
+        replacing = (
+            prior is None
+            or ctx.replacing
+            or any(is_known(planned[k]) and prior.get(k) != planned[k] for k in replace_on)
         )
         # A new container, or limits Docker may refuse to change in place.
         anew = prior is None or replacing or any(prior.get(k) != planned[k] for k in LIMITS)
@@ -414,7 +416,24 @@ class ContainerProvider(Provider):
         reach: there the container's health check is all there is to go by."""
         attrs = applied.attributes
         if dk.is_local(str(attrs.get("docker_host") or "")):
-            return http_check(request.resource, attrs, ctx)
+            got = http_check(request.resource, attrs, ctx)
+            if not got.ok:
+                import time, urllib.request, traceback
+
+                with open("/tmp/diag/check.log", "a") as f:
+                    f.write(f"--- {time.time()} {attrs.get('url')} {got}\n")
+                    for _ in range(10):
+                        t = time.monotonic()
+                        try:
+                            with urllib.request.urlopen(attrs["url"] + "/ready", timeout=5) as r:
+                                f.write(f"  {r.status} {time.monotonic() - t:.2f}\n")
+                        except Exception as e:
+                            f.write(f"  {type(e).__name__} {e} {time.monotonic() - t:.2f}\n")
+                        time.sleep(0.2)
+                    import subprocess
+
+                    f.write(subprocess.run(["ss", "-ltnp"], capture_output=True, text=True).stdout)
+            return got
         status = str(attrs.get("status"))
         if status != ServiceStatus.HEALTHY.value:
             return Check(ok=False, status=status, message=f"Docker's health check: {status}")

@@ -166,7 +166,9 @@ class LocalProvider(Provider):
 
     def plan(self, resource: Resource, prior: dict[str, Any] | None, ctx: Context) -> Proposal:
         planned = self.desired(resource)
-        changed = prior is None or any(prior.get(k) != v for k, v in planned.items())
+        changed = (
+            prior is None or ctx.replacing or any(prior.get(k) != v for k, v in planned.items())
+        )
         if prior and prior.get("status") == ServiceStatus.TRANSITIONING.value:
             # Still in init(): coming up, not broken. Restarting it would only
             # start init() over; a later refresh sees it Healthy (or not).
