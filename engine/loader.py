@@ -339,7 +339,8 @@ def load(
     src = yaml_positions.parse(read_text(file), str(file))
     data = _parse_top(src)
     if catalog is None:
-        from modelform.engine.registry import Registry, catalog as make_catalog
+        from modelform.engine.registry import Registry
+        from modelform.engine.registry import catalog as make_catalog
 
         catalog = make_catalog(Registry())
     first = schema.validate(data, src, skip=_is_template) + _reference_syntax(src, data)
