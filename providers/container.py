@@ -417,29 +417,17 @@ class ContainerProvider(Provider):
         attrs = applied.attributes
         if dk.is_local(str(attrs.get("docker_host") or "")):
             got = http_check(request.resource, attrs, ctx)
+        else:
+            status = str(attrs.get("status"))
+            got = Check(ok=status == ServiceStatus.HEALTHY.value, status=status)
             if not got.ok:
-                import time, urllib.request, traceback
-
-                with open("/tmp/diag/check.log", "a") as f:
-                    f.write(f"--- {time.time()} {attrs.get('url')} {got}\n")
-                    for _ in range(10):
-                        t = time.monotonic()
-                        try:
-                            with urllib.request.urlopen(attrs["url"] + "/ready", timeout=5) as r:
-                                f.write(f"  {r.status} {time.monotonic() - t:.2f}\n")
-                        except Exception as e:
-                            f.write(f"  {type(e).__name__} {e} {time.monotonic() - t:.2f}\n")
-                        time.sleep(0.2)
-                    import subprocess
-
-                    f.write(subprocess.run(["ss", "-ltnp"], capture_output=True, text=True).stdout)
-            return got
-        status = str(attrs.get("status"))
-        if status != ServiceStatus.HEALTHY.value:
-            return Check(ok=False, status=status, message=f"Docker's health check: {status}")
-        if request.resource.config.get("test"):
-            ctx.log(f"test request not sent: {attrs.get('url')} is on {attrs.get('docker_host')}")
-        return Check(ok=True, status=status)
+                got.message = f"Docker's health check: {status}"
+            elif request.resource.config.get("test"):
+                url, host = attrs.get("url"), attrs.get("docker_host")
+                ctx.log(f"test request not sent: {url} is on {host}")
+        if not got.ok and not got.log:
+            got.log = _container_log(attrs, ctx)
+        return got
 
     # -- delete and logs --------------------------------------------------------
     def delete(self, address: str, prior: dict[str, Any], ctx: Context) -> None:
@@ -486,6 +474,20 @@ class ContainerProvider(Provider):
             "image": built.ref, "digest_tag": built.digest_ref, "image_id": built.image_id,
             "built": built.built, "pushed": push, "seconds": round(built.seconds, 1),
         }  # fmt: skip
+
+
+def _container_log(attrs: dict[str, Any], ctx: Context) -> str:
+    """The container's state and last log lines, to show with a failed check."""
+    try:
+        c = dk.get(dk.client(_host(attrs, ctx)), attrs.get("container_id"))
+        if c is None:
+            return f"container {attrs.get('id')} is gone"
+        st = c.attrs.get("State") or {}
+        health = (st.get("Health") or {}).get("Status", "none")
+        head = f"container {c.name}: {st.get('Status')}, Docker health check {health}"
+        return head + "\n" + dk.logs_tail(c)
+    except (DiagnosticError, *dk.errors()):
+        return ""
 
 
 def _made(container: Any, attrs: dict[str, Any]) -> dict[str, Any]:
