@@ -486,7 +486,9 @@ def _container_log(attrs: dict[str, Any], ctx: Context) -> str:
         health = (st.get("Health") or {}).get("Status", "none")
         head = f"container {c.name}: {st.get('Status')}, Docker health check {health}"
         return head + "\n" + dk.logs_tail(c)
-    except (DiagnosticError, *dk.errors()):
+    except DiagnosticError:
+        return ""
+    except dk.errors():
         return ""
 
 
