@@ -144,8 +144,9 @@ class _Mapper:
         expected = words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
         hint = None
         info = self.src.scalars.get(path)
-        if "string" in types and not isinstance(e.instance, dict | list) and info is not None:
-            hint = f'write it in quotes: "{info.raw.strip(chr(39) + chr(34))}"'
+        raw = info.raw.strip(chr(39) + chr(34)) if info is not None else ""
+        if "string" in types and not isinstance(e.instance, dict | list) and raw:
+            hint = f'write it in quotes: "{raw}"'
         if e.instance is None:
             msg = f"{at}: is empty, expected {expected}"
         else:
