@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
 import sys
 import time
 from pathlib import Path
@@ -98,6 +99,22 @@ ATTRIBUTES = {
     "started": "The process's start time (clock ticks since boot).",
     "key": "The generated key, with auth: key (sensitive).",
 }
+
+
+def _port_free(address: str, host: str, port: int) -> None:
+    """Refuse a port another process listens on. The runtime binds with
+    SO_REUSEPORT (a socket per worker), so a second server on a taken port
+    would start, share the port, and a readiness probe could be answered by
+    the other process: a plain bind finds the port taken first."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            raise ProviderError(
+                f"port {port} on {host} is in use by another process",
+                log=f"find it with: ss -ltnp 'sport = :{port}'; stop it, or give the service "
+                "another port",
+            ) from None
 
 
 class LocalProvider(Provider):
@@ -220,6 +237,7 @@ class LocalProvider(Provider):
 
     # -- apply ----------------------------------------------------------------
     def _start(self, r: Resource, planned: dict[str, Any], ctx: Context) -> dict[str, Any]:
+        _port_free(r.address, planned["host"], int(planned["port"]))
         models = {n: r.inputs[f"model.{n}"] for n in r.config.get("models", [])}
         key = planned.get("key")
         if planned["auth"] == "key" and not isinstance(key, str):

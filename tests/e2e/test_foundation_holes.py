@@ -187,3 +187,20 @@ def test_ctrl_c_during_a_readiness_wait_stops_at_once_and_records_what_exists(
     assert r.code == 2 and "service.api must be replaced" in r.out, r.text
     assert "tainted" in r.out
     assert json.loads(p.run("state", "list", "-json").out)  # the state still parses
+
+
+def test_a_port_another_process_listens_on_is_refused_not_shared(tmp_path: Path) -> None:
+    """The runtime binds with SO_REUSEPORT: without a check, a second server
+    would share the port and another process could answer its readiness probe."""
+    import socket
+
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        p = project(tmp_path, service("api", port))
+        r = p.run("apply", "-auto-approve")
+        assert r.code == 1, r.text
+        assert f"service.api: port {port} on 127.0.0.1 is in use by another process" in r.err
+        assert our_processes(p.root) == set()
+        assert "service.api" not in {x["address"] for x in p.state()["resources"]}
