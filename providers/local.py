@@ -107,6 +107,9 @@ def _port_free(address: str, host: str, port: int) -> None:
     would start, share the port, and a readiness probe could be answered by
     the other process: a plain bind finds the port taken first."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # SO_REUSEADDR: connections of a stopped server lingering in TIME_WAIT
+        # do not count; a listening socket still does.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
