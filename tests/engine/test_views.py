@@ -105,6 +105,4 @@ def test_control_characters_dropped_and_tabs_expanded_past_codes(
     HumanView(io.StringIO(), err).error("bad\rly\x07 ab\tc\nnext", "a\tb")
     # Tab stops count what shows, not the colour codes; a style is closed at
     # each line end and opened again on the next line.
-    assert err.getvalue() == (
-        "\x1b[31mError: badly ab c\x1b[0m\n\x1b[31mnext\x1b[0m\na       b\n"
-    )
+    assert err.getvalue() == ("\x1b[31mError: badly ab c\x1b[0m\n\x1b[31mnext\x1b[0m\na       b\n")
