@@ -66,6 +66,19 @@ class Config:
     def section(self, name: str) -> dict[str, dict[str, Any]]:
         return getattr(self, name)  # type: ignore[no-any-return]
 
+    def positions_under(self, section: str, name: str) -> dict[Path_, Pos]:
+        """Positions inside one declared thing, relative to it (``("port",)``),
+        indexed once for all of them: a plan asks for every resource's."""
+        index = self.__dict__.get("_under")
+        if index is None:
+            index = {}
+            for p, pos in self.positions.items():
+                if len(p) > 2 and isinstance(p[0], str) and isinstance(p[1], str):
+                    index.setdefault((p[0], p[1]), {})[p[2:]] = pos
+            self.__dict__["_under"] = index
+        found: dict[Path_, Pos] = index.get((section, name), {})
+        return found
+
     def pos(self, path: Path_) -> Pos:
         """Position of ``path`` or of its nearest ancestor that has one."""
         p = tuple(path)

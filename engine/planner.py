@@ -142,10 +142,7 @@ def resolve_node(node: Node, known: Records, config: Config, run: Run) -> tuple[
         node.config, lambda ref: _ref_value(ref, known, node, config, section)
     )
     inputs = {dep: known.get(dep, {}) for dep in node.depends_on}
-    prefix = (section, node.name)
-    positions = {
-        p[2:]: pos for p, pos in config.positions.items() if p[:2] == prefix and len(p) > 2
-    }
+    positions = config.positions_under(section, node.name)
     resource = Resource(
         address=node.address,
         type=node.type,
