@@ -36,7 +36,7 @@ from modelform.engine.provider import (
     Resource,
     ServiceStatus,
 )
-from modelform.engine.resources import child_record, children_of, record
+from modelform.engine.resources import child_index, child_record, record
 from modelform.engine.values import is_known
 from modelform.engine.walk import Walker
 
@@ -175,6 +175,11 @@ def apply_plan(
         return result
     changes = {c.address: c for c in plan.actionable}
     in_flight: dict[str, float] = {}
+    #: Child names by parent, kept with ``records`` (under ``lock``).
+    kid_names = {p: set(k) for p, k in child_index(records).items()}
+
+    def children_of(parent: str) -> dict[str, dict[str, Any]]:
+        return {n: records[f"{parent}/{n}"] for n in kid_names.get(parent, ())}
 
     def save(
         node_addr: str, provider: str, attrs: dict[str, Any], children: dict[str, Child],
@@ -182,7 +187,7 @@ def apply_plan(
     ) -> None:  # fmt: skip
         node = run.nodes[node_addr]
         with lock:
-            for old in children_of(records, node_addr):
+            for old in kid_names.pop(node_addr, set()):
                 records.pop(f"{node_addr}/{old}", None)
             secret = changes[node_addr].sensitive if node_addr in changes else []
             records[node_addr] = record(
@@ -194,6 +199,7 @@ def apply_plan(
                         f"provider {provider} gave {node_addr}/{name} the type {child.type!r} "
                         "of its parent: a child object needs a type of its own"
                     )
+                kid_names.setdefault(node_addr, set()).add(name)
                 records[f"{node_addr}/{name}"] = child_record(
                     node_addr, name, provider, child.type, child.attributes, target=target,
                     tainted=tainted, sensitive=secret,
@@ -208,7 +214,7 @@ def apply_plan(
         provider.delete(real, change.before or {}, ctx)
         if not change.orphan:
             with lock:
-                for child in children_of(records, change.address):
+                for child in kid_names.pop(change.address, set()):
                     records.pop(f"{change.address}/{child}", None)
                 records.pop(change.address, None)
                 persist_records()
@@ -219,7 +225,7 @@ def apply_plan(
         provider = run.provider(change.provider)
         with lock:
             known = {a: r["attributes"] for a, r in records.items()}
-            prior_kids = {n: r["attributes"] for n, r in children_of(records, addr).items()}
+            prior_kids = {n: r["attributes"] for n, r in children_of(addr).items()}
         resource, ctx = resolve_node(run.nodes[addr], known, run.config, run)
         ctx.children = prior_kids
         ctx.replacing = change.action is Action.REPLACE

@@ -31,7 +31,7 @@ from modelform.engine.registry import Registry
 from modelform.engine.resources import (
     Node,
     address,
-    children_of,
+    child_index,
     desired_nodes,
     is_child,
     parent_of,
@@ -172,10 +172,12 @@ def record_target(run: Run, addr: str, rec: dict[str, Any]) -> dict[str, Any]:
 def refresh(run: Run, prior: Records) -> tuple[Records, list[Drift]]:
     """Read every resource in state, children included; None means it is gone."""
 
+    kids = child_index(prior)
+
     def read(item: tuple[str, dict[str, Any]]) -> tuple[str, dict[str, Any] | None]:
         addr, rec = item
         ctx = run.context(
-            addr, record_target(run, addr, rec), rec.get("type", ""), children_of(prior, addr)
+            addr, record_target(run, addr, rec), rec.get("type", ""), kids.get(addr, {})
         )
         return addr, run.provider(rec["provider"]).read(dict(rec["attributes"]), ctx)
 
@@ -379,14 +381,16 @@ def make_plan(
     if mode is Mode.REFRESH_ONLY:
         drift += [Drift(o.address, "orphan", o.before, None) for o in orphans]
     elif mode is Mode.DESTROY:
+        kids = child_index(refreshed)
         for addr in reversed(list(nx.topological_sort(g))):
             rec = refreshed.get(addr)
             if rec is None or (selected is not None and addr not in selected):
                 continue
-            changes.append(_delete(run, addr, rec, "destroy requested", refreshed))
+            changes.append(_delete(run, addr, rec, "destroy requested", kids.get(addr, {})))
         changes += orphans
     else:
         known: Records = {}
+        kids = child_index(refreshed)
         for addr in nx.topological_sort(g):
             wanted = nodes.get(addr)
             rec = refreshed.get(addr)
@@ -397,9 +401,9 @@ def make_plan(
             if wanted is None:
                 if rec is not None:
                     why = "no longer in the project file"
-                    changes.append(_delete(run, addr, rec, why, refreshed))
+                    changes.append(_delete(run, addr, rec, why, kids.get(addr, {})))
                 continue
-            changes.append(_plan_one(run, wanted, rec, known, refreshed, addr in replace))
+            changes.append(_plan_one(run, wanted, rec, known, kids.get(addr, {}), addr in replace))
         changes = orphans + changes
     return Plan(
         project=config.project,
@@ -416,11 +420,10 @@ def make_plan(
 
 
 def _plan_one(
-    run: Run, node: Node, rec: dict[str, Any] | None, known: Records, refreshed: Records,
-    force_replace: bool,
+    run: Run, node: Node, rec: dict[str, Any] | None, known: Records,
+    prior_children: dict[str, dict[str, Any]], force_replace: bool,
 ) -> Change:  # fmt: skip
     resource, ctx = resolve_node(node, known, run.config, run)
-    prior_children = children_of(refreshed, node.address)
     ctx.children = {n: r["attributes"] for n, r in prior_children.items()}
     provider = run.provider(node.provider)
     prior_attrs = rec["attributes"] if rec else None
@@ -458,8 +461,9 @@ def _plan_one(
     )
 
 
-def _delete(run: Run, addr: str, rec: dict[str, Any], why: str, records: Records) -> Change:
-    kids = children_of(records, addr)
+def _delete(
+    run: Run, addr: str, rec: dict[str, Any], why: str, kids: dict[str, dict[str, Any]]
+) -> Change:
     return Change(
         address=addr,
         type=rec.get("type", addr.split(".", 1)[0]),

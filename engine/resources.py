@@ -201,6 +201,17 @@ def parent_of(address: str) -> str:
     return address.rsplit("/", 1)[0]
 
 
+def child_index(records: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Every child record by parent address and child name, in one pass (a
+    plan asks for the children of every resource)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for a, r in records.items():
+        if "/" in a and is_child(a, r):
+            parent, _, name = a.rpartition("/")
+            out.setdefault(parent, {})[name] = r
+    return out
+
+
 def children_of(records: Mapping[str, dict[str, Any]], parent: str) -> dict[str, dict[str, Any]]:
     """The child records under ``parent``, by child name."""
     prefix = parent + "/"
