@@ -220,7 +220,8 @@ def checkout_of(python: str) -> Path:
         [python, "-c", "import modelform.engine as e; print(e.__file__)"],
         check=True, capture_output=True, text=True,
     ).stdout.strip()  # fmt: skip
-    return Path(engine).parents[1]
+    # resolve(): a strict editable install reaches the files through a link tree
+    return Path(engine).resolve().parents[1]
 
 
 def commit_of(python: str) -> str:
