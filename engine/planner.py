@@ -426,6 +426,9 @@ def _plan_one(
     resource, ctx = resolve_node(node, known, run.config, run)
     ctx.children = {n: r["attributes"] for n, r in prior_children.items()}
     provider = run.provider(node.provider)
+    problems = provider.validate(resource, ctx)
+    if problems:
+        raise DiagnosticError(*problems)
     prior_attrs = rec["attributes"] if rec else None
     proposal = provider.plan(resource, prior_attrs, ctx)
     probe = _child_changes(proposal.children, prior_children, Action.UPDATE)

@@ -288,6 +288,9 @@ class Provider:
         return None
 
     def validate(self, resource: Resource, ctx: Context) -> list[Diagnostic]:
+        """Checks a schema cannot express, on the resolved resource, before it
+        is planned (``resource.option_pos("key")`` gives file:line). Any
+        diagnostic stops the plan; the CLI prints each on one line."""
         return []
 
     # -- refresh ------------------------------------------------------------
