@@ -246,14 +246,7 @@ def apply_plan(
             )
         bad = _mismatch(planned, applied.attributes)
         if bad:
-            save(
-                addr,
-                change.provider,
-                applied.attributes,
-                applied.children,
-                ctx.target or None,
-                True,
-            )
+            save(addr, change.provider, applied.attributes, applied.children, where, True)
             k = bad[0]
             raise ProviderError(
                 f"provider {change.provider} produced an inconsistent result for {addr}: "
@@ -262,14 +255,7 @@ def apply_plan(
         try:
             check = provider.check(req, applied, ctx)
         except ProviderError:
-            save(
-                addr,
-                change.provider,
-                applied.attributes,
-                applied.children,
-                ctx.target or None,
-                True,
-            )
+            save(addr, change.provider, applied.attributes, applied.children, where, True)
             raise
         if not check.ok:
             status = check.status or ServiceStatus.UNHEALTHY.value
