@@ -146,6 +146,15 @@ class _Checker:
         self.mapper = _Mapper(src)
         self.errors: list[Diagnostic] = []
         self._honoured: dict[str, list[str]] | None = None
+        self._validators: dict[int, Any] = {}
+
+    def validator(self, schema: dict[str, Any]) -> Any:
+        """One validator per kind schema for the whole file (thousands of
+        services share a handful of kinds)."""
+        found = self._validators.get(id(schema))
+        if found is None:
+            found = self._validators[id(schema)] = jsonschema.Draft202012Validator(schema)
+        return found
 
     def honoured_by(self, key: str) -> list[str]:
         """Installed kinds whose services accept ``key``."""
@@ -176,7 +185,7 @@ class _Checker:
             return
         own = {k: v for k, v in body.items() if k not in TARGET_COMMON}
         schema = info.target_schema
-        for e in jsonschema.Draft202012Validator(schema).iter_errors(own):
+        for e in self.validator(schema).iter_errors(own):
             if keys_only and e.validator != "additionalProperties":
                 continue
             if e.validator == "additionalProperties":
@@ -216,9 +225,9 @@ class _Checker:
                 own[key] = value
                 continue
             others = self.honoured_by(key)
-            if keys_only and (others or key in shared_option_schemas()):
-                continue  # known somewhere: "cannot honour" is said in the last pass
             if others or key in shared_option_schemas():
+                if keys_only:
+                    continue  # known somewhere: "cannot honour" is said in the last pass
                 can = f"kinds that can: {', '.join(others)}" if others else "no installed kind can"
                 self.errors.append(
                     Diagnostic(
@@ -241,8 +250,9 @@ class _Checker:
             )
         if keys_only:
             return
-        closed = {**schema, "additionalProperties": True}
-        for e in jsonschema.Draft202012Validator(closed).iter_errors(own):
+        # ``own`` holds only the kind's options: the schema's additionalProperties
+        # never fires here (unknown keys were said above).
+        for e in self.validator(schema).iter_errors(own):
             if e.validator == "required":
                 missing = [
                     k for k in e.validator_value if k not in body and not did_you_mean(k, typos)
