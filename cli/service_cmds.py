@@ -17,6 +17,7 @@ from modelform.engine import graph as graphs
 from modelform.engine.diagnostics import Diagnostic, DiagnosticError
 from modelform.engine.exitcodes import Exit
 from modelform.engine.modelstore import open_store
+from modelform.engine.resources import child_index
 from modelform.engine.servicetest import post_score
 from modelform.engine.views import View
 
@@ -124,10 +125,11 @@ def register(app: typer.Typer) -> None:
             run = ws.run(state)
             rows = []
             records = to_records(state)
+            kids = child_index(records)
             for addr, rec in sorted(records.items()):
                 if rec["type"] != "service":
                     continue
-                ctx = record_context(run, rec, records)
+                ctx = record_context(run, rec, kids)
                 live = ws.registry.get(rec["provider"]).read(rec["attributes"], ctx)
                 st = (live or {}).get("status") if live else "Gone"
                 if live and rec.get("tainted"):
@@ -182,7 +184,7 @@ def register(app: typer.Typer) -> None:
             provider = ws.registry.get(rec["provider"])  # type: ignore[attr-defined]
             state = ws.read_state()  # type: ignore[attr-defined]
             run = ws.run(state)  # type: ignore[attr-defined]
-            ctx = record_context(run, rec, to_records(state))  # type: ignore[arg-type]
+            ctx = record_context(run, rec, child_index(to_records(state)))  # type: ignore[arg-type]
             typer.echo(provider.logs(rec["address"], rec["attributes"], ctx, tail))
             return Exit.OK
 

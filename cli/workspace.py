@@ -115,16 +115,20 @@ class Workspace:
             self.backend.unlock(info.id)
 
 
-def record_context(run: Run, rec: dict[str, Any], records: Records) -> Context:
+def record_context(
+    run: Run, rec: dict[str, Any], kids: dict[str, dict[str, dict[str, Any]]]
+) -> Context:
     """The provider context of a recorded resource: where it lives, its type
-    and children (status, logs and the like read it outside a plan)."""
+    and children (``kids``: :func:`~modelform.engine.resources.child_index`
+    of the records, made once by the caller). For status, logs and the like,
+    which read records outside a plan."""
     from modelform.engine.planner import record_target
-    from modelform.engine.resources import children_of
 
-    run.desired()
-    kids = {n: r["attributes"] for n, r in children_of(records, rec["address"]).items()}
-    target = record_target(run, rec["address"], rec)
-    return run.context(rec["address"], target, rec.get("type", ""), kids)
+    if not run.nodes:
+        run.desired()
+    children = {n: r["attributes"] for n, r in kids.get(rec["address"], {}).items()}
+    return run.context(rec["address"], record_target(run, rec["address"], rec),
+                       rec.get("type", ""), children)  # fmt: skip
 
 
 def to_records(state: State | None) -> Records:

@@ -219,8 +219,8 @@ def apply_plan(
                 records.pop(change.address, None)
                 persist_records()
 
-    def make(change: Change) -> str | None:
-        """Create, update or replace; returns the step's note, if any."""
+    def make(change: Change) -> None:
+        """Create, update or replace, then check; record the outcome."""
         addr = change.address
         provider = run.provider(change.provider)
         with lock:
@@ -267,7 +267,6 @@ def apply_plan(
                 log=check.log,
             )
         save(addr, change.provider, applied.attributes, applied.children, where, False)
-        return None
 
     def step(addr: str) -> None:
         change = changes[addr]

@@ -163,10 +163,7 @@ def record_target(run: Run, addr: str, rec: dict[str, Any]) -> dict[str, Any]:
     if rec.get("target"):
         return dict(rec["target"])
     node = run.nodes.get(parent_of(addr) if is_child(addr, rec) else addr)
-    if node is None:
-        return {}
-    known = {f"target.{n}": {"name": n, **b} for n, b in run.config.targets.items()}
-    return target_of(node, known, run.config)
+    return {} if node is None else target_of(node, {}, run.config)
 
 
 def refresh(run: Run, prior: Records) -> tuple[Records, list[Drift]]:
@@ -431,8 +428,8 @@ def _plan_one(
         raise DiagnosticError(*problems)
     prior_attrs = rec["attributes"] if rec else None
     proposal = provider.plan(resource, prior_attrs, ctx)
-    probe = _child_changes(proposal.children, prior_children, Action.UPDATE)
-    children_changed = any(c.action is not Action.NOOP for c in probe)
+    children = _child_changes(proposal.children, prior_children, Action.UPDATE)
+    children_changed = any(c.action is not Action.NOOP for c in children)
     tainted = _taint_reason(rec)
     action, changed, reasons = decide(
         prior_attrs, proposal, force_replace, tainted, children_changed
@@ -440,7 +437,8 @@ def _plan_one(
     if action is Action.REPLACE and (force_replace or tainted):
         ctx.replacing = True  # the successor's plan: its own id, process, …
         proposal = provider.plan(resource, prior_attrs, ctx)
-    children = _child_changes(proposal.children, prior_children, action)
+    if action in (Action.CREATE, Action.REPLACE):  # every child is made anew
+        children = _child_changes(proposal.children, prior_children, action)
     if action is Action.UPDATE:
         for c in children:
             if c.action is not Action.NOOP:

@@ -143,6 +143,27 @@ def desired_nodes(
     return nodes
 
 
+def _state_record(
+    address: str, rtype: str, name: str, provider: str, attributes: dict[str, Any],
+    digests: dict[str, str], dependencies: list[str], target: dict[str, Any] | None,
+    tainted: bool, sensitive: list[str] | None,
+) -> dict[str, Any]:  # fmt: skip
+    """The one shape of a record (what modelform.state.ResourceState stores)."""
+    return {
+        "address": address,
+        "type": rtype,
+        "name": name,
+        "provider": provider,
+        "attributes": attributes,
+        "digests": digests,
+        "dependencies": dependencies,
+        "status": attributes.get("status"),
+        "tainted": tainted,
+        "target": target,
+        "sensitive": sorted(sensitive or []),
+    }
+
+
 def record(
     node: Node,
     provider: str,
@@ -152,21 +173,11 @@ def record(
     tainted: bool = False,
     sensitive: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The state record of ``node`` now real with ``attributes`` (the shape
-    the state package stores: modelform.state.ResourceState)."""
-    return {
-        "address": node.address,
-        "type": node.type,
-        "name": node.name,
-        "provider": provider,
-        "attributes": attributes,
-        "digests": dict(node.digests),
-        "dependencies": sorted(node.depends_on),
-        "status": attributes.get("status"),
-        "tainted": tainted,
-        "target": target,
-        "sensitive": sorted(sensitive or []),
-    }
+    """The state record of ``node`` now real with ``attributes``."""
+    return _state_record(
+        node.address, node.type, node.name, provider, attributes, dict(node.digests),
+        sorted(node.depends_on), target, tainted, sensitive,
+    )  # fmt: skip
 
 
 def child_record(
@@ -174,20 +185,12 @@ def child_record(
     *, target: dict[str, Any] | None = None, tainted: bool = False,
     sensitive: list[str] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """The state record of a child object ``<parent>/<name>``."""
-    return {
-        "address": f"{parent}/{name}",
-        "type": ctype,
-        "name": parent.split(".", 1)[1],
-        "provider": provider,
-        "attributes": attributes,
-        "digests": {},
-        "dependencies": [parent],
-        "status": attributes.get("status"),
-        "tainted": tainted,
-        "target": target,
-        "sensitive": sorted(sensitive or []),
-    }
+    """The state record of a child object ``<parent>/<name>``: it depends on
+    its parent and has no digests of its own."""
+    return _state_record(
+        f"{parent}/{name}", ctype, parent.split(".", 1)[1], provider, attributes, {}, [parent],
+        target, tainted, sensitive,
+    )  # fmt: skip
 
 
 def is_child(address: str, rec: Mapping[str, Any]) -> bool:
@@ -210,13 +213,3 @@ def child_index(records: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, di
             parent, _, name = a.rpartition("/")
             out.setdefault(parent, {})[name] = r
     return out
-
-
-def children_of(records: Mapping[str, dict[str, Any]], parent: str) -> dict[str, dict[str, Any]]:
-    """The child records under ``parent``, by child name."""
-    prefix = parent + "/"
-    return {
-        a[len(prefix) :]: r
-        for a, r in records.items()
-        if a.startswith(prefix) and "/" not in a[len(prefix) :] and is_child(a, r)
-    }
