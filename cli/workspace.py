@@ -15,13 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelform.cli import backendsel
 from modelform.engine import sensitive
 from modelform.engine.config import Config
 from modelform.engine.loader import load
 from modelform.engine.planner import Records, Run
 from modelform.engine.provider import Context
 from modelform.engine.registry import Registry, catalog
-from modelform.state import State, load_backend
+from modelform.state import Backend, State
 
 DEFAULT_FILE = "modelform.yaml"
 WORK_DIR = ".modelform"
@@ -56,10 +57,9 @@ class Workspace:
         self.file = find_project_file(opts.file).absolute()
         self.dir = self.file.parent
         self.work_dir = self.dir / WORK_DIR
-        env_state = os.environ.get("MODELFORM_STATE")
-        self.state_path = (opts.state or (Path(env_state) if env_state else None)
-                           or self.work_dir / "state.json")  # fmt: skip
-        self.backend = load_backend("local", path=self.state_path)
+        #: A local state file named for this command (--state, MODELFORM_STATE).
+        self.state_override = opts.state or backendsel.env_override()
+        self._chosen: backendsel.Chosen | None = None
         self.registry = Registry()
         self.log = log
         #: Where a one-line warning about the lock goes (the view).
@@ -67,6 +67,21 @@ class Workspace:
         self._config: Config | None = None
         #: Where the secrets of the project file go (the view's, set by the CLI).
         self.redactor = sensitive.Redactor()
+
+    @property
+    def chosen(self) -> backendsel.Chosen:
+        """The state backend the project file names (or --state overrides), opened
+        on first use; :class:`~modelform.cli.backendsel.BackendChanged` when the
+        state is still in the place used before."""
+        if self._chosen is None:
+            self._chosen, note = backendsel.choose(self.file, self.work_dir, self.state_override)
+            if note:
+                self.note(note)
+        return self._chosen
+
+    @property
+    def backend(self) -> Backend:
+        return self.chosen.backend
 
     @property
     def config(self) -> Config:

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from modelform.engine import kinds, references, schema, variables, yaml_positions
+from modelform.engine import backendconf, kinds, references, schema, variables, yaml_positions
 from modelform.engine.config import DEFAULT_TARGET, SECTIONS, Config
 from modelform.engine.diagnostics import Diagnostic, DiagnosticError, Pos
 from modelform.engine.references import KEEP, Ref, ReferenceSyntaxError
@@ -344,6 +344,7 @@ def load(
 
         catalog = make_catalog(Registry())
     first = schema.validate(data, src, skip=_is_template) + _reference_syntax(src, data)
+    first += backendconf.check(src, data)
     _fail(first + (kinds.check_keys(src, data, catalog) if _shaped(data) else []))
 
     declared = variables.declare(src)

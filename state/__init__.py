@@ -7,7 +7,15 @@ callers need are re-exported here; ``modelform.state.ops`` holds the
 
 from __future__ import annotations
 
-from modelform.state.backend import Backend, Stored, Write, locked, prepare_write
+from modelform.state.backend import (
+    Backend,
+    HistoryEntry,
+    Stored,
+    Write,
+    locked,
+    prepare_exact,
+    prepare_write,
+)
 from modelform.state.backends import available_backends, backend_class, load_backend
 from modelform.state.errors import (
     AddressError,
@@ -25,6 +33,7 @@ from modelform.state.resource import ResourceState, split_address
 __all__ = [
     "DEFAULT_PATH",
     "FORMAT_VERSION",
+    "HistoryEntry",
     "AddressError",
     "Backend",
     "BackendLoadError",
@@ -43,6 +52,7 @@ __all__ = [
     "load_backend",
     "locked",
     "modelform_version",
+    "prepare_exact",
     "prepare_write",
     "split_address",
 ]

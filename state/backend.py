@@ -41,8 +41,27 @@ from modelform.state.lock import LockInfo
 from modelform.state.model import State, content_digest, modelform_version
 
 
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One kept version of the state (``modelform state history``)."""
+
+    serial: int
+    #: When it was written (UTC, ISO 8601) and by whom (``user@host``).
+    written: str
+    who: str
+    #: How :meth:`Backend.read_version` finds it again.
+    ref: str
+    #: True for the version that is the state now.
+    current: bool = False
+
+
 class Backend(ABC):
     """Base class of every state backend (registered in ``modelform.backends``)."""
+
+    #: Whether :meth:`lock` takes over the lock of a holder that is provably
+    #: gone (the local file). A shared remote state reports it instead, with
+    #: the force-unlock hint: host names do not tell machines apart there.
+    takes_over_gone_holders: ClassVar[bool] = True
 
     #: First and longest pause between attempts while waiting for the lock.
     poll_initial: ClassVar[float] = 0.02
@@ -85,6 +104,26 @@ class Backend(ABC):
     def describe(self) -> str:
         """Where this backend keeps the state, for messages."""
         return type(self).__name__
+
+    def check(self) -> None:
+        """Make sure the state's place can be used (``modelform init``); StateError if not.
+
+        The default reads the state, which fails as clearly as anything would.
+        """
+        self.read()
+
+    def push(self, state: State, force: bool = False) -> State:
+        """Store ``state`` as it is, its serial included (``state push``, ``init
+        -migrate-state``); see :func:`prepare_exact` for what is refused."""
+        raise StateError(f"{self.describe()}: this backend cannot store a given state as it is")
+
+    def history(self) -> list[HistoryEntry]:
+        """The kept versions of the state, newest first."""
+        raise StateError(f"{self.describe()}: this backend keeps no history")
+
+    def read_version(self, ref: str) -> State:
+        """The version ``ref`` names (a :class:`HistoryEntry` ref)."""
+        raise StateError(f"{self.describe()}: this backend keeps no history")
 
     def force_unlock(self, lock_id: str) -> None:
         """Release a lock left by another process (``modelform force-unlock ID``).
@@ -196,6 +235,38 @@ def prepare_write(stored: Stored | None, state: State, where: str) -> Write:
     text = encode(data)
     new = State.from_canonical(data)
     return Write(new, text, Stored(new.lineage, new.serial, new.modelform_version, digest))
+
+
+def prepare_exact(stored: Stored | None, state: State, where: str, force: bool) -> Write:
+    """Make the document storing ``state`` as it is: its lineage and serial kept.
+
+    Refused (:class:`StateConflict`) unless ``force``: another lineage, a
+    serial older than the stored one, or the stored serial with other
+    content. Identical content writes nothing. With ``force`` the state is
+    stored even so, its serial raised past the stored one when needed, so
+    readers never see the serial go back.
+    """
+    data = state.to_json()
+    digest = content_digest(data)
+    if stored is not None and digest == stored.digest and state.serial == stored.serial:
+        return Write(State.from_canonical(data), None, stored)
+    if stored is not None and not force:
+        if stored.lineage != state.lineage:
+            raise StateConflict(
+                f"refusing to store the state ({where}): it holds lineage {stored.lineage}, the "
+                f"given state has lineage {state.lineage}; use -force to replace it",
+                where,
+            )
+        if state.serial <= stored.serial:
+            raise StateConflict(
+                f"refusing to store the state ({where}): its serial {state.serial} is not newer "
+                f"than the stored serial {stored.serial}; use -force to replace it",
+                where,
+            )
+    if stored is not None and state.serial <= stored.serial:
+        data["serial"] = stored.serial + 1
+    new = State.from_canonical(data)
+    return Write(new, encode(data), Stored(new.lineage, new.serial, new.modelform_version, digest))
 
 
 @contextmanager

@@ -25,7 +25,14 @@ import os
 import time
 from pathlib import Path
 
-from modelform.state.backend import Backend, Stored, prepare_write
+from modelform.state.backend import (
+    Backend,
+    HistoryEntry,
+    Stored,
+    Write,
+    prepare_exact,
+    prepare_write,
+)
 from modelform.state.canonical import encode
 from modelform.state.errors import LockError, NewerStateFormat, StateError
 from modelform.state.fsutil import (
@@ -106,7 +113,40 @@ class LocalBackend(Backend):
         return stored
 
     def write(self, state: State) -> State:
-        prepared = prepare_write(self._stored(), state, str(self.path))
+        return self._commit(prepare_write(self._stored(), state, str(self.path)))
+
+    def push(self, state: State, force: bool = False) -> State:
+        return self._commit(prepare_exact(self._stored(), state, str(self.path), force))
+
+    def history(self) -> list[HistoryEntry]:
+        """The state and the version before the last write (``.backup``)."""
+        out = []
+        for path, ref, current in (
+            (self.path, "current", True),
+            (self.backup_path, "backup", False),
+        ):
+            try:
+                state = self.read_version(ref)
+                written = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(path.stat().st_mtime))
+            except (StateError, OSError):
+                continue
+            out.append(HistoryEntry(state.serial, written, "", ref, current))
+        return out
+
+    def read_version(self, ref: str) -> State:
+        if ref == "current":
+            state = self.read()
+            if state is None:
+                raise StateError(f"{self.path}: no state yet", str(self.path))
+            return state
+        if ref != "backup":
+            raise StateError(f"{self.path}: no kept version {ref!r} (current, backup)")
+        try:
+            return State.loads(self.backup_path.read_bytes(), str(self.backup_path))
+        except OSError as e:
+            raise StateError(f"{self.backup_path}: {e.strerror}", str(self.backup_path)) from e
+
+    def _commit(self, prepared: Write) -> State:
         if prepared.text is None:
             return prepared.state
         try:

@@ -19,6 +19,7 @@ import os
 import socket
 import uuid
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from modelform.state.errors import LockError
@@ -64,6 +65,23 @@ def process_start_time(pid: int) -> int | None:
     if len(fields) < 20 or fields[0] == "Z" or not fields[19].isdigit():
         return None
     return int(fields[19])
+
+
+#: A lock held longer than this (seconds) is called "stale, most likely" in
+#: messages; it is still never broken without ``force-unlock``.
+LONG_HELD = 3600.0
+
+
+def format_age(seconds: float) -> str:
+    """``45s``, ``3m12s``, ``2h05m``, ``3d04h``."""
+    s = max(int(seconds), 0)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
 def current_user() -> str:
@@ -151,8 +169,18 @@ class LockInfo:
         now = process_start_time(self.pid)
         return now is not None and now != self.started
 
+    def age(self) -> float | None:
+        """Seconds since the lock was taken; None when ``created`` does not parse."""
+        try:
+            then = datetime.strptime(self.created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        except ValueError:
+            return None
+        return (datetime.now(UTC) - then).total_seconds()
+
     def stale_hint(self) -> str:
-        return f"stale: holder pid {self.pid} is gone; use `modelform force-unlock {self.id}`"
+        age = self.age()
+        held = f", held for {format_age(age)}" if age is not None else ""
+        return f"stale: holder pid {self.pid} is gone{held}; use `modelform force-unlock {self.id}`"
 
     def hint(self) -> str:
         """What to do about this holder's lock, for the error of a lock that stayed
@@ -160,10 +188,17 @@ class LockInfo:
         holder on this host is still working, so there is nothing to say."""
         if self.is_stale():
             return self.stale_hint()
+        age = self.age()
+        long_held = (
+            f" (held for {format_age(age)}: stale, most likely)"
+            if age is not None and age > LONG_HELD
+            else ""
+        )
         if self.hostname != socket.gethostname():
             return (
                 f"it is held from another host ({self.hostname}), so modelform cannot tell "
                 f"whether it still runs; if not, use `modelform force-unlock {self.id}`"
+                f"{long_held}"
             )
         return ""
 

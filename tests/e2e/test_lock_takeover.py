@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+from datetime import UTC, datetime
 import subprocess
 from pathlib import Path
 
@@ -103,11 +104,14 @@ def test_a_lock_from_another_host_is_refused_with_the_force_unlock_hint(tmp_path
     lock.write_text(json.dumps(holder))
     r = modelform("apply", "-auto-approve", cwd=root)
     assert r.code == 1, r.text
+    # Held for months: said to be stale, most likely, but still not broken.
+    age = datetime.now(UTC) - datetime(2026, 3, 2, 16, 2, 58, tzinfo=UTC)
+    held = f"{age.days}d{age.seconds // 3600:02d}h"
     assert r.err == (
         f"Error: the state ({root / '.modelform' / 'state.json'}) is locked by ci@build-9 "
         f'(pid 1), operation "apply", since 2026-03-02T16:02:58Z, lock id {lock_id}; it is '
         "held from another host (build-9), so modelform cannot tell whether it still runs; if "
-        f"not, use `modelform force-unlock {lock_id}`\n"
+        f"not, use `modelform force-unlock {lock_id}` (held for {held}: stale, most likely)\n"
     ), r.err
     assert json.loads(lock.read_text()) == holder
     assert our_processes(root) == set()

@@ -211,7 +211,8 @@ def test_locked_releases_when_the_body_fails(backend_spec: BackendSpec) -> None:
 
 def test_a_killed_holders_lock_is_taken_over(backend_spec: BackendSpec) -> None:
     """A lock dies with its holder's process, as Terraform's local lock: the
-    next lock() takes it over at once and says whose it was."""
+    next lock() takes it over at once and says whose it was. A backend that
+    does not take over (a shared remote state) reports it as stale instead."""
     ready = workers.CTX.Event()
     child = workers.CTX.Process(target=workers.hold_lock, args=(backend_spec, ready))
     child.start()
@@ -224,6 +225,9 @@ def test_a_killed_holders_lock_is_taken_over(backend_spec: BackendSpec) -> None:
     dead = backend.lock_info()
     assert dead is not None and dead.pid == child.pid and dead.started is not None
     assert dead.is_stale()
+    if not backend.takes_over_gone_holders:
+        _reported_as_stale_then_force_unlocked(backend_spec, dead)
+        return
     info = backend.lock("apply", timeout=0)
     assert backend_spec.make().lock_info() == info
     assert backend.lock_note == (
@@ -237,6 +241,27 @@ def test_a_killed_holders_lock_is_taken_over(backend_spec: BackendSpec) -> None:
     assert backend.lock("plan").id != info.id and backend.lock_note is None
 
 
+def _reported_as_stale_then_force_unlocked(backend_spec: BackendSpec, dead: LockInfo) -> None:
+    """The other half of the contract: a gone holder's lock is reported, with who
+    held it, for how long and the id to force-unlock, and stays until then."""
+    backend = backend_spec.make()
+    for timeout in (0.0, 0.3):
+        with pytest.raises(LockError) as caught:
+            backend.lock("apply", timeout=timeout)
+        err = caught.value
+        assert err.stale and err.holder is not None and err.holder.id == dead.id
+        assert dead.describe() in str(err)
+        assert f"stale: holder pid {dead.pid} is gone, held for " in str(err)
+        assert f"use `modelform force-unlock {dead.id}`" in str(err)
+        assert backend.lock_note is None
+    assert backend.lock_info() == dead
+    backend.force_unlock(dead.id)
+    assert backend.lock_info() is None
+    info = backend.lock("apply", timeout=0)
+    assert backend_spec.make().lock_info() == info
+    backend.unlock(info.id)
+
+
 def test_of_several_at_once_one_takes_a_dead_holders_lock_over(
     backend_spec: BackendSpec,
 ) -> None:
@@ -246,6 +271,9 @@ def test_of_several_at_once_one_takes_a_dead_holders_lock_over(
         child.start()
         child.join()
         dead = _planted(backend, pid=child.pid)
+        if not backend.takes_over_gone_holders:
+            _reported_as_stale_then_force_unlocked(backend_spec, dead)
+            continue
         go, done, results = workers.CTX.Event(), workers.CTX.Event(), workers.CTX.Queue()
         racers = [
             workers.CTX.Process(
@@ -283,6 +311,9 @@ def test_a_reused_pids_lock_is_taken_over(backend_spec: BackendSpec) -> None:
     started = LockInfo.new("x").started
     assert started is not None
     holder = _planted(backend, started=started - 1)
+    if not backend.takes_over_gone_holders:
+        _reported_as_stale_then_force_unlocked(backend_spec, holder)
+        return
     taker = backend_spec.make()
     info = taker.lock("apply", timeout=0)
     assert backend.lock_info() == info
@@ -335,7 +366,10 @@ def test_an_old_lock_without_start_time_is_taken_over_only_when_its_pid_is_dead(
     child = workers.CTX.Process(target=time.sleep, args=(0,))
     child.start()
     child.join()
-    _planted(backend, started=None, pid=child.pid)
+    dead = _planted(backend, started=None, pid=child.pid)
+    if not backend.takes_over_gone_holders:
+        _reported_as_stale_then_force_unlocked(backend_spec, dead)
+        return
     info = backend_spec.make().lock("apply", timeout=0)
     assert backend.lock_info() == info
 
@@ -391,3 +425,57 @@ def test_a_writer_killed_mid_write_leaves_the_old_or_the_new_state(
         assert state.serial >= last
         last = state.serial
     assert last > 10  # each child wrote at least once
+
+
+def test_push_stores_a_state_as_it_is(backend_spec: BackendSpec) -> None:
+    """``state push`` / ``init -migrate-state``: lineage and serial kept, not bumped."""
+    backend = backend_spec.make()
+    state = sample_state()
+    state.serial = 41
+    stored = backend.push(state)
+    assert (stored.lineage, stored.serial) == (state.lineage, 41)
+    again = backend_spec.make().read()
+    assert again is not None and again.serial == 41 and again.same_content(state)
+    assert backend.push(again).serial == 41  # the same state again: nothing written
+
+
+def test_push_refuses_an_older_serial_or_another_lineage_unless_forced(
+    backend_spec: BackendSpec,
+) -> None:
+    backend = backend_spec.make()
+    state = sample_state()
+    state.serial = 7
+    backend.push(state)
+    older = state.copy()
+    older.serial = 6
+    older.remove("service.api")
+    with pytest.raises(StateConflict, match="serial 6 is not newer than the stored serial 7"):
+        backend.push(older)
+    same = older.copy()
+    same.serial = 7
+    with pytest.raises(StateConflict, match="serial 7 is not newer"):
+        backend.push(same)
+    stranger = sample_state()
+    stranger.serial = 50
+    with pytest.raises(StateConflict, match=f"lineage {state.lineage}"):
+        backend.push(stranger)
+    current = backend_spec.make().read()
+    assert current is not None and current.serial == 7 and current.same_content(state)
+    forced = backend.push(older, force=True)
+    assert forced.serial == 8 and forced.get("service.api") is None  # never goes back
+    newer = forced.copy()
+    newer.serial = 12
+    assert backend.push(newer).serial == 12
+
+
+def test_history_names_the_current_version_first(backend_spec: BackendSpec) -> None:
+    backend = backend_spec.make()
+    state = backend.write(sample_state())
+    state.remove("service.api")
+    state = backend.write(state)
+    entries = backend_spec.make().history()
+    assert entries[0].current and entries[0].serial == state.serial == 2
+    assert [e.serial for e in entries] == sorted((e.serial for e in entries), reverse=True)
+    assert 1 in [e.serial for e in entries]  # the version before the last write is kept
+    old = backend.read_version(next(e.ref for e in entries if e.serial == 1))
+    assert old.get("service.api") is not None and old.lineage == state.lineage

@@ -34,8 +34,24 @@ def _local(request: pytest.FixtureRequest, tmp_path: Path) -> BackendSpec:
     return BackendSpec("local", {"path": str(tmp_path / "project" / ".modelform" / "state.json")})
 
 
-FACTORIES: dict[str, Callable[[pytest.FixtureRequest, Path], BackendSpec]] = {"local": _local}
-MARKS: dict[str, pytest.MarkDecorator] = {}
+def _s3(request: pytest.FixtureRequest, tmp_path: Path) -> BackendSpec:
+    """A fresh bucket on the real MinIO; credentials in the environment, as users give them
+    (worker processes inherit it)."""
+    endpoint = request.getfixturevalue("s3_endpoint")
+    bucket = request.getfixturevalue("s3_bucket")
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", endpoint.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", endpoint.secret_key)
+    options = {"bucket": bucket, "key": "team/ml/state.json", "endpoint": endpoint.url,
+               "region": endpoint.region}  # fmt: skip
+    return BackendSpec("s3", options)
+
+
+FACTORIES: dict[str, Callable[[pytest.FixtureRequest, Path], BackendSpec]] = {
+    "local": _local,
+    "s3": _s3,
+}
+MARKS: dict[str, pytest.MarkDecorator] = {"s3": pytest.mark.s3}
 
 
 @pytest.fixture(
