@@ -13,7 +13,15 @@ from typing import Annotated
 import typer
 
 from modelform import __version__
-from modelform.cli import package_cmd, providers_cmd, run_plan, service_cmds, state_cmds, usage
+from modelform.cli import (
+    init_cmd,
+    package_cmd,
+    providers_cmd,
+    run_plan,
+    service_cmds,
+    state_cmds,
+    usage,
+)
 from modelform.cli.common import Globals, guarded, make_view, workspace
 from modelform.cli.flags import Input, Lock, LockUnused, NoColor, Switch
 from modelform.engine.plan import Mode
@@ -263,6 +271,7 @@ def drift(
 service_cmds.register(app)
 service_cmds.register_serve(app)
 state_cmds.register(app)
+init_cmd.register(app)
 package_cmd.register(app)
 providers_cmd.register(app)
 

@@ -42,6 +42,14 @@ class Chosen:
     spec: BackendSpec
     #: False for a --state/MODELFORM_STATE override (nothing is recorded).
     from_project: bool
+    #: Where to record the backend once it has answered (first use), else None.
+    pending: Recorded | None = None
+
+    def answered(self) -> None:
+        """The backend was read from: record it as this project's, if not yet done."""
+        if self.pending is not None:
+            self.pending.write(self.spec)
+            object.__setattr__(self, "pending", None)
 
 
 def resolve(spec: BackendSpec, project_dir: Path) -> dict[str, Any]:
@@ -88,6 +96,27 @@ class Recorded:
         replace_atomically(self.path, text.encode())
 
 
+def same_place(a: BackendSpec, b: BackendSpec, project_dir: Path) -> bool:
+    """Whether two specs name one place (``path: .modelform/state.json`` is the default)."""
+    if a.same_place(b):
+        return True
+    if a.name != b.name:
+        return False
+    try:
+        return open_spec(a, project_dir).describe() == open_spec(b, project_dir).describe()
+    except StateError:
+        return False
+
+
+def previous(record: Recorded, work_dir: Path) -> BackendSpec | None:
+    """The backend the state was in before: the recorded one, else the default local
+    file when it exists (a state made before backends were recorded)."""
+    before = record.read()
+    if before is None and (work_dir / "state.json").exists():
+        return BackendSpec()
+    return before
+
+
 def choose(file: Path, work_dir: Path, override: Path | None) -> tuple[Chosen, str | None]:
     """The backend for a command, and a note to show (or None).
 
@@ -100,18 +129,12 @@ def choose(file: Path, work_dir: Path, override: Path | None) -> tuple[Chosen, s
     project_dir = file.parent
     backend = open_spec(spec, project_dir)
     record = Recorded(work_dir)
-    before = record.read()
-    same = before is not None and (
-        before.same_place(spec)
-        or (
-            before.name == spec.name
-            and open_spec(before, project_dir).describe() == backend.describe()
-        )
-    )
-    if before is None or same:
-        if before is None and (file.exists() or spec.name != "local"):
-            record.write(spec)
-        return Chosen(backend, spec, True), None
+    before = previous(record, work_dir)
+    if before is None or same_place(before, spec, project_dir):
+        # Recorded once the state was read from there (Workspace.read_state):
+        # a place that cannot be reached leaves nothing behind.
+        pending = before is None and (file.exists() or spec.name != "local")
+        return Chosen(backend, spec, True, record if pending else None), None
     old = open_spec(before, project_dir)
     try:
         held = old.read()

@@ -94,7 +94,9 @@ class Workspace:
         return self._config
 
     def read_state(self) -> State | None:
-        return self.backend.read()
+        state = self.backend.read()
+        self.chosen.answered()
+        return state
 
     def run(self, state: State | None, cancelled: Callable[[], bool] = lambda: False) -> Run:
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -113,7 +115,6 @@ class Workspace:
     def locked(self, operation: str) -> Iterator[None]:
         """Hold the state lock for the ``with`` body, and say in one line when it
         took over a gone holder's lock; with ``-lock=false`` take none and say so."""
-        self.work_dir.mkdir(parents=True, exist_ok=True)
         if not self.opts.lock:
             self.note(
                 f"the state ({self.backend.describe()}) is not locked (-lock=false): "
