@@ -8,12 +8,14 @@
    applied, beside OpenTofu planning as many applied ``terraform_data``.
 
 Every service's target kind is ``instant`` (the plugin in bench/plugins,
-installed like any third-party provider): it answers every read and plan at
-once, so the engine alone is measured. ``terraform_data`` needs no provider
-download. Wall time, CPU time and peak memory (max RSS) of each process; the
-tools take turns, round after round, and each figure is the fastest round (the
-one least disturbed on a shared machine). ``--baseline-python`` times a second
-modelform (another checkout's venv) side by side with this one.
+found like any third-party provider: a distribution on PYTHONPATH, its
+module beside its dist-info in a temp folder, never installed into the venv):
+it answers every read and plan at once, so the engine alone is measured.
+``terraform_data`` needs no provider download. Wall time, CPU time and peak
+memory (max RSS) of each process; the tools take turns, round after round, and
+each figure is the fastest round (the one least disturbed on a shared machine).
+``--baseline-python`` times a second modelform (another checkout's venv) side
+by side with this one.
 
 3. ``apply`` of 20 local-target services (real scoring-runtime processes) with
    -parallelism 10 and 1.
@@ -39,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
 CACHE = Path(os.environ.get("MODELFORM_CACHE", Path.home() / ".cache" / "modelform")) / "bench"
@@ -111,6 +114,34 @@ def build_tofu() -> Path:
     return out
 
 
+def instant_env(python: str, into: Path) -> dict[str, str]:
+    """The environment in which ``python``'s modelform finds the ``instant`` plugin
+    of its own checkout (the provider protocol may differ between checkouts).
+
+    ``into`` becomes a folder holding the plugin's module and a dist-info made
+    from its pyproject.toml (name, version, entry points); on PYTHONPATH it is
+    an installed distribution to :mod:`importlib.metadata`, as a ``pip
+    install`` would make it, and nothing is installed into the venv.
+    """
+    src = checkout_of(python) / "bench" / "plugins" / "instant"
+    meta = tomllib.loads((src / "pyproject.toml").read_text())["project"]
+    into.mkdir(parents=True)
+    for module in src.glob("*.py"):
+        shutil.copy(module, into)
+    info = into / f"{meta['name'].replace('-', '_')}-{meta['version']}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {meta['name']}\nVersion: {meta['version']}\n"
+    )
+    groups = [
+        f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items())
+        for group, eps in meta.get("entry-points", {}).items()
+    ]
+    (info / "entry_points.txt").write_text("\n".join(groups))
+    path = os.pathsep.join(p for p in (str(into), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path}
+
+
 def modelform_project(root: Path, n: int) -> None:
     (root / "src").mkdir(parents=True)
     (root / "src" / "score.py").write_text(
@@ -133,19 +164,25 @@ def tofu_project(root: Path, n: int) -> None:
 
 
 def plan_cases(
-    kind: str, n: int, work: Path, engines: dict[str, list[str]], tofu: Path | None
+    kind: str,
+    n: int,
+    work: Path,
+    engines: dict[str, list[str]],
+    envs: dict[str, dict[str, str]],
+    tofu: Path | None,
 ) -> dict[str, Case]:
     """Projects of ``n`` services for every tool; ``kind`` is "first" (nothing
-    applied: all to create) or "noop" (applied: nothing to do)."""
+    applied: all to create) or "noop" (applied: nothing to do). ``envs``: each
+    modelform's environment (:func:`instant_env`)."""
     cases = {}
     for name, mf in engines.items():
         d = work / f"{name}-{kind}-{n}"
         modelform_project(d, n)
         if kind == "noop":
-            sh([*mf, "apply", "-auto-approve"], d)
+            sh([*mf, "apply", "-auto-approve"], d, envs[name])
         # The target and n services.
         expect = f"Plan: {n + 1} to add" if kind == "first" else "No changes."
-        cases[name] = Case([*mf, "plan", "-detailed-exitcode"], d, expect)
+        cases[name] = Case([*mf, "plan", "-detailed-exitcode"], d, expect, envs[name])
     if tofu is not None:
         # An empty CLI configuration: no user's settings (or warning about a
         # missing file) in the way.
@@ -166,9 +203,15 @@ def plan_cases(
 
 
 def bench_plan(
-    kind: str, n: int, work: Path, engines: dict[str, list[str]], tofu: Path | None, rounds: int
+    kind: str,
+    n: int,
+    work: Path,
+    engines: dict[str, list[str]],
+    envs: dict[str, dict[str, str]],
+    tofu: Path | None,
+    rounds: int,
 ) -> dict[str, object]:
-    cases = plan_cases(kind, n, work, engines, tofu)
+    cases = plan_cases(kind, n, work, engines, envs, tofu)
     for _ in range(rounds):  # the tools take turns, so a busy spell hits each alike
         for case in cases.values():
             case.once()
@@ -261,11 +304,6 @@ def main() -> None:
     engines = {"modelform": [sys.executable, "-m", "modelform.cli"]}
     if args.baseline_python:
         engines["baseline"] = [args.baseline_python, "-m", "modelform.cli"]
-    for python, *_ in engines.values():
-        # Each modelform gets the plugin of its own checkout (the provider
-        # protocol may differ between them).
-        plugin = checkout_of(python) / "bench/plugins/instant"
-        sh([python, "-m", "pip", "install", "-q", "-e", str(plugin)])
     tofu = None if args.no_tofu else build_tofu()
     names = [*engines, *(["tofu"] if tofu else [])]
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -273,10 +311,12 @@ def main() -> None:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="modelform-bench-") as tmp:
         work = Path(tmp)
+        # Each modelform gets the plugin of its own checkout.
+        envs = {name: instant_env(mf[0], work / f"plugin-{name}") for name, mf in engines.items()}
         rows = []
         if args.first:
-            rows.append(bench_plan("first", args.first, work, engines, tofu, args.rounds))
-        rows += [bench_plan("noop", n, work, engines, tofu, args.rounds) for n in sizes]
+            rows.append(bench_plan("first", args.first, work, engines, envs, tofu, args.rounds))
+        rows += [bench_plan("noop", n, work, engines, envs, tofu, args.rounds) for n in sizes]
         apply_row = None if args.no_apply else bench_apply(work)
     result = {
         "date": started,
