@@ -24,7 +24,7 @@ AWS_SECRET_ACCESS_KEY say otherwise; a fresh bucket is made and deleted.
 Results: printed as Markdown and written to bench/state/results.json (``--out``).
 
 Usage: python bench/state/run.py [--services 1000] [--resources 2000]
-           [--rounds 200] [--runs 10] [--trip-resources 10]
+           [--rounds 200] [--runs 20] [--trip-resources 10]
            [--endpoint http://127.0.0.1:19000] [--region us-east-1]
 """
 
@@ -428,7 +428,7 @@ def main() -> None:
     ap.add_argument("--services", type=int, default=1000, help="services in the no-op plan")
     ap.add_argument("--resources", type=int, default=2000, help="resources in the large state")
     ap.add_argument("--rounds", type=int, default=200, help="lock/read/write/unlock rounds")
-    ap.add_argument("--runs", type=int, default=10, help="plans, and large-state writes/reads")
+    ap.add_argument("--runs", type=int, default=20, help="plans, and large-state writes/reads")
     ap.add_argument("--trip-resources", type=int, default=10, help="resources in the round trip")
     minio = minio_defaults()
     ap.add_argument("--endpoint", default=minio.get("endpoint"), help="default: testenv's MinIO")
