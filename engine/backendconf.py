@@ -94,7 +94,7 @@ def spec_of(src: Source, data: dict[str, Any]) -> BackendSpec:
     except BackendLoadError as e:
         known = available_backends()
         near = did_you_mean(name, known)
-        hint = f'did you mean "{near}"?' if near else f"installed: {', '.join(known)}"
+        hint = f'did you mean "{near}"?' if near else None
         raise DiagnosticError(
             *errors, Diagnostic(f"state.backend: {e}", src.value_pos(("state", "backend")), hint)
         ) from None
