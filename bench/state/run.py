@@ -17,7 +17,9 @@
 4. The S3 client's start in a new process (import boto3, make the client),
    which every command on an S3 state pays once (part of 2).
 
-Every figure is the median of its runs, with the 10th and 90th percentiles.
+Every figure is the median of its runs, with the 10th and 90th percentiles
+and the median CPU time (of the plan's process; of this process for the rest:
+MinIO's own work is not in it, it runs apart on the same machine).
 MinIO: the endpoint and credentials of ``scripts/testenv`` (its env.json,
 ``parts.minio``) unless ``--endpoint`` and AWS_ACCESS_KEY_ID /
 AWS_SECRET_ACCESS_KEY say otherwise; a fresh bucket is made and deleted.
@@ -104,7 +106,8 @@ class Requests:
 
 
 class Side:
-    """One backend's figures for one measure: seconds, and S3 requests, per run."""
+    """One backend's figures for one measure, per run: seconds (wall and this
+    process's CPU), and the S3 requests."""
 
     def __init__(self, backend: Backend | None = None) -> None:
         self.seconds: list[float] = []
@@ -117,9 +120,10 @@ class Side:
     def timed(self, step: Callable[[], T]) -> T:
         if self.counter:
             self.counter.take()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = step()
         self.seconds.append(time.perf_counter() - t0)
+        self.cpu.append(time.process_time() - c0)
         if self.counter:
             sent, ops = self.counter.take()
             self.requests.append(sent)
@@ -130,6 +134,7 @@ class Side:
         """The first run's figures, taken out of this side's."""
         first = Side()
         first.seconds.append(self.seconds.pop(0))
+        first.cpu.append(self.cpu.pop(0))
         if self.requests:
             first.requests.append(self.requests.pop(0))
             first.ops.append(self.ops.pop(0))
@@ -139,7 +144,7 @@ class Side:
         out: dict[str, Any] = {k: round(v, 5) for k, v in summary(self.seconds).items()}
         out["runs"] = len(self.seconds)
         if self.cpu:
-            out["cpu_median"] = round(statistics.median(self.cpu), 3)
+            out["cpu_median"] = round(statistics.median(self.cpu), 5)
         if self.requests:
             out["requests_median"] = statistics.median(self.requests)
             out["requests_max"] = max(self.requests)
@@ -378,7 +383,8 @@ def bench_client_start(runs: int, bucket: str, endpoint: str, region: str) -> di
 def cell(fig: dict[str, Any], unit: str) -> str:
     scale, digits = (1000.0, 1) if unit == "ms" else (1.0, 2)
     m, lo, hi = (f"{fig[k] * scale:.{digits}f}" for k in ("median", "p10", "p90"))
-    return f"{m} {unit} ({lo}–{hi})"
+    cpu = f"; CPU {fig['cpu_median'] * scale:.{digits}f}" if "cpu_median" in fig else ""
+    return f"{m} {unit} ({lo}–{hi}{cpu})"
 
 
 def requests_cell(fig: dict[str, Any]) -> str:
