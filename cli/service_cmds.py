@@ -200,9 +200,10 @@ def register(app: typer.Typer) -> None:
             store = open_store(ws.config.model_store, ws.config.dir)
             versions = [v for n in store.names() for v in store.versions(n)]
             rows = [
-                {"ref": v.ref, "digest": v.digest, "tags": v.tags, "description": v.description}
+                {"ref": v.ref, "uri": store.uri(v.name, v.version), "digest": v.digest,
+                 "tags": v.tags, "description": v.description}
                 for v in versions
-            ]
+            ]  # fmt: skip
             human = "\n".join(f"{v.ref:<24} {v.digest[:19]}  {v.description}" for v in versions)
             view.data(rows, human or "No models registered.")
             return Exit.OK
@@ -223,8 +224,9 @@ def register(app: typer.Typer) -> None:
             if not found:
                 raise DiagnosticError(Diagnostic(f"no model {ref} in the store"))
             v = found[-1]
-            row = {"ref": v.ref, "digest": v.digest, "path": str(v.path), "tags": v.tags,
-                   "description": v.description, "created": v.created}  # fmt: skip
+            row = {"ref": v.ref, "uri": store.uri(v.name, v.version), "digest": v.digest,
+                   "path": str(v.path), "tags": v.tags, "description": v.description,
+                   "created": v.created}  # fmt: skip
             view.data(row, "\n".join(f"{k}: {val}" for k, val in row.items()))
             return Exit.OK
 

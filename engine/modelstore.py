@@ -10,8 +10,9 @@ The store is chosen in the project file (``model_store: {kind: local,
 path: .modelform/models}``; the default). The local store is this machine's
 folder: a version it lacks (a fresh clone, another machine) is not gone —
 :meth:`ModelStore.folder` registers it again from the project's source
-file when that file still has the recorded digest. An S3-compatible store is
-planned with remote state (the same interface; see docs/state.md).
+file when that file still has the recorded digest. The S3 store
+(``kind: s3``, :mod:`modelform.engine.modelstore_s3`) keeps versions in a
+bucket every machine reaches, content-addressed; see docs/models.md.
 
 Layout of the local store::
 
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from modelform.engine.digests import digest_path
+from modelform.engine.provider import ProviderError
 
 #: The store a project uses when it names none.
 DEFAULT_STORE = {"kind": "local", "path": ".modelform/models"}
@@ -56,14 +58,16 @@ class ModelVersion:
         return f"{self.name}:{self.version}"
 
 
-class StoreError(Exception):
-    """A model version that cannot be had; the message says what to do."""
+class StoreError(ProviderError):
+    """A model version that cannot be had, or a store that cannot be reached;
+    one line saying what to do. A :class:`ProviderError`, so a provider's
+    step fails with this message (not as a plugin bug) and the CLI prints it."""
 
 
 class ModelStore:
     """The interface every store implements (the local one below)."""
 
-    #: URI scheme of this store's versions (``local``, later ``s3``).
+    #: URI scheme of this store's versions (``local``, ``s3``).
     scheme = ""
 
     def uri(self, name: str, version: int) -> str:
@@ -202,8 +206,13 @@ class LocalStore(ModelStore):
 
 
 def open_store(spec: dict[str, Any] | None, project_dir: Path) -> ModelStore:
-    """The store the project file names (``model_store:``)."""
+    """The store the project file names (``model_store:``); opening one
+    reaches nothing yet (a remote store connects on first use)."""
     spec = {**DEFAULT_STORE, **(spec or {})}
     if spec["kind"] == "local":
         return LocalStore(project_dir / str(spec["path"]))
-    raise StoreError(f"model store kind {spec['kind']!r} is not available (only local)")
+    if spec["kind"] == "s3":
+        from modelform.engine.modelstore_s3 import S3Store
+
+        return S3Store.from_spec(spec)
+    raise StoreError(f"model store kind {spec['kind']!r} is not available (local, s3)")

@@ -154,7 +154,8 @@ def model_files(ctx: Context, m: dict[str, Any], register: bool) -> Path:
     lacks is registered again from the project's file when the file still
     has the recorded digest (:meth:`ModelStore.folder`), else a one-line
     error. Otherwise (plan, ``modelform package``) nothing is written: the
-    store's folder when it holds the version, else the project's file, whose
+    store's folder when it holds the version on this machine (a remote
+    store's cache may not have it yet), else the project's file, whose
     content is the same (the planned digest is that file's)."""
     if register:
         try:
@@ -162,7 +163,7 @@ def model_files(ctx: Context, m: dict[str, Any], register: bool) -> Path:
         except StoreError as e:
             raise DiagnosticError(Diagnostic(str(e))) from None
     found = ctx.models.get(str(m["name"]), int(m["version"])) if ctx.models else None
-    if found is not None and found.digest == m["digest"]:
+    if found is not None and found.digest == m["digest"] and Path(found.path).exists():
         return Path(found.path)
     return ctx.project_dir / str(m["source"])
 

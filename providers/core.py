@@ -31,7 +31,7 @@ MODEL_ATTRIBUTES = {
     "digest": "Content digest of the model's file or folder.",
     "source": "The file or folder it was registered from, relative to the project file.",
     "file": "The file's name (the folder's, for a folder).",
-    "store": "The model store's kind (local).",
+    "store": "The model store's kind (local or s3).",
     "uri": "Where the version lives: STORE:NAME/VERSION.",
     "tags": "Its tags.",
     "description": "Its description.",
