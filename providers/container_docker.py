@@ -13,8 +13,6 @@ context's :meth:`~modelform.plugin.Context.sleep`), so Ctrl-C stops it.
 from __future__ import annotations
 
 import json
-import os
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +22,6 @@ from modelform.plugin import Diagnostic, DiagnosticError, ProviderError, Service
 from modelform.providers.imagebuild import CONTAINER_PORT, VENV
 
 GIB = 1024**3
-DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 AUTH_ENV = "MODELFORM_AUTH_KEY"
 L_PROJECT = "modelform.project"
 L_PROJECT_DIR = "modelform.project_dir"
@@ -33,69 +30,16 @@ L_LINEAGE = "modelform.lineage"
 L_ATTRS = "modelform.attributes"
 #: Attributes only a real container has; never written into its labels.
 COMPUTED = ("container_id", "id", "container_name", "key", "status", "container_state")
-MISSING_SDK = "target kind container needs the Docker SDK: pip install 'modelform[container]'"
+from modelform.providers.dockerengine import (  # noqa: E402 - re-exported for the provider
+    MISSING_SDK,
+    client,
+    default_host,
+    errors,
+    is_local,
+    short,
+)
 
-_local = threading.local()
-
-
-def default_host() -> str:
-    return os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
-
-
-def client(host: str) -> Any:
-    """A Docker client for ``host`` (one per thread), or a one-line error.
-
-    The Docker SDK is the ``[container]`` extra: without it this is the first
-    place that needs it, so a missing SDK is one line naming the extra (the
-    other ``import docker…`` lines run only once a client exists).
-    """
-    try:
-        import docker
-    except ModuleNotFoundError as e:
-        if e.name != "docker":
-            raise
-        raise DiagnosticError(Diagnostic(MISSING_SDK)) from None
-
-    cache = _local.__dict__.setdefault("clients", {})
-    if host not in cache:
-        try:
-            if host == os.environ.get("DOCKER_HOST"):  # with DOCKER_TLS_VERIFY, DOCKER_CERT_PATH
-                c = docker.from_env(timeout=600)
-            else:
-                c = docker.DockerClient(base_url=host, timeout=600)
-            c.ping()
-        except Exception as e:  # noqa: BLE001 - any failure means "cannot reach it"
-            raise DiagnosticError(
-                Diagnostic(
-                    f"cannot reach the Docker Engine at {host}: {short(e)}",
-                    hint="start dockerd, or set the target's docker_host / DOCKER_HOST",
-                )
-            ) from None
-        cache[host] = c
-    return cache[host]
-
-
-def errors() -> tuple[type[Exception], ...]:
-    """What the Docker SDK raises when the engine refuses or goes away (nothing
-    without the SDK: then :func:`client` has already said what to install)."""
-    try:
-        import docker.errors
-        import requests
-    except ModuleNotFoundError:
-        return ()
-    return (docker.errors.DockerException, requests.exceptions.RequestException)
-
-
-def short(e: Exception) -> str:
-    text = str(getattr(e, "explanation", None) or e)
-    return text.splitlines()[0][:200] if text else type(e).__name__
-
-
-def is_local(host: str) -> bool:
-    """Whether ports the engine publishes on 127.0.0.1 are this machine's."""
-    return host.startswith(("unix://", "npipe://")) or any(
-        h in host for h in ("//127.0.0.1", "//localhost", "//[::1]")
-    )
+__all__ = ["MISSING_SDK", "client", "default_host", "errors", "is_local", "short"]
 
 
 # -- reading a container ------------------------------------------------------

@@ -553,8 +553,10 @@ def _proxy_args() -> dict[str, str]:
 def push(
     client: Any, ref: str, auth: dict[str, str] | None, log: Callable[[str], None],
     sleep: Sleep | None = None,
-) -> None:  # fmt: skip
-    """Push ``<repo>:<tag>``; the credentials are never logged."""
+) -> str | None:  # fmt: skip
+    """Push ``<repo>:<tag>``; the credentials are never logged. Returns the
+    manifest digest the registry gave (``sha256:...``), which names exactly
+    this image there (``<repo>@<digest>``), or None if it said none."""
     import docker.errors
 
     repo, _, tag = ref.rpartition(":")
@@ -566,12 +568,17 @@ def push(
         )
         return stream
 
+    digest: str | None = None
     try:
         for chunk in _follow(start, sleep):
             if "error" in chunk:
                 raise ProviderError(f"push of {ref} failed: {chunk['error']}")
             if chunk.get("status") in ("Pushed", "Layer already exists"):
                 log(f"{chunk.get('id', '')}: {chunk['status']}")
+            aux = chunk.get("aux")
+            if isinstance(aux, dict) and str(aux.get("Digest", "")).startswith("sha256:"):
+                digest = str(aux["Digest"])
     except docker.errors.APIError as e:
         raise ProviderError(f"push of {ref} failed: {e.explanation or e}") from None
-    log(f"pushed {ref}")
+    log(f"pushed {ref}" + (f" ({digest})" if digest else ""))
+    return digest
