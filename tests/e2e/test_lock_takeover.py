@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 import signal
-from datetime import UTC, datetime
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
