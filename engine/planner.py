@@ -96,7 +96,9 @@ class Run:
         return out
 
     def desired(self) -> dict[str, Node]:
-        self.nodes = desired_nodes(self.config, target_parts=self.target_parts())
+        parts = self.target_parts()
+        first = {k for k in parts if self.provider(k).target_part_first}
+        self.nodes = desired_nodes(self.config, target_parts=parts, parts_first=first)
         return self.nodes
 
 

@@ -15,8 +15,10 @@ What a provider may hold, beyond one flat resource per declared service:
   in state (``service.api/deployment``): :attr:`Proposal.children` and
   :attr:`Applied.children`;
 * **a target-owned resource** (``target_part``): one object per target of
-  its kind that gathers every service on it (an edge device's manifest),
-  planned and applied after them, with its own digest.
+  its kind, with its own digest, that either gathers every service on it
+  (an edge device's manifest: planned and applied after them) or, with
+  ``target_part_first``, holds them (a namespace: made before them,
+  destroyed after them).
 
 Providers are found through the ``modelform.providers`` entry-point group
 only, built-ins exactly like third-party plugins, and import nothing of the
@@ -265,6 +267,11 @@ class Provider:
     #: When set (``"manifest"``), the provider owns one resource per target
     #: of its kind, ``target.<name>/<part>``, gathering every service on it.
     target_part: ClassVar[str | None] = None
+    #: Where that resource stands: False (the default) after the target's
+    #: services, gathering them (an edge device's manifest); True before
+    #: them, holding them (a Kubernetes namespace): every service on the
+    #: target then depends on it, so it is made first and destroyed last.
+    target_part_first: ClassVar[bool] = False
 
     # -- schema -------------------------------------------------------------
     def target_schema(self) -> dict[str, Any]:

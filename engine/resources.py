@@ -10,7 +10,7 @@ and the content digests of its inputs.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,12 +88,17 @@ class _Digests:
 
 
 def desired_nodes(
-    config: Config, *, with_digests: bool = True, target_parts: Mapping[str, str] | None = None
+    config: Config,
+    *,
+    with_digests: bool = True,
+    target_parts: Mapping[str, str] | None = None,
+    parts_first: Collection[str] = (),
 ) -> dict[str, Node]:
     """One node per declared thing; with ``target_parts`` (kind → part name,
     from the providers that own their target's resource), one more node
     ``target.<name>/<part>`` per target of such a kind, depending on the
-    target and on every service deployed to it."""
+    target and on every service deployed to it — or, for the kinds in
+    ``parts_first``, that every service deployed to it depends on."""
     nodes: dict[str, Node] = {}
     digests = _Digests(config.dir)
     for section, rtype in SECTIONS.items():
@@ -136,6 +141,10 @@ def desired_nodes(
         for name, svc in config.services.items():
             if (svc.get("target") or DEFAULT_TARGET) == tname:
                 dep = address("services", name)
+                if kind in parts_first:
+                    nodes[dep].depends_on.add(node.address)
+                    nodes[dep].dep_pos[node.address] = config.pos(("services", name, "target"))
+                    continue
                 node.depends_on.add(dep)
                 node.dep_pos[dep] = config.pos(("services", name, "target"))
         node.digests = {"config": digest_json(body)}
