@@ -53,6 +53,13 @@ def post_score(attrs: dict[str, Any], body: Any, timeout: float = 60.0) -> tuple
 
 def run_service_test(test: dict[str, Any], attrs: dict[str, Any]) -> None:
     status, body = post_score(attrs, test.get("request"))
+    check_test_response(test, status, body)
+
+
+def check_test_response(test: dict[str, Any], status: int, body: bytes) -> None:
+    """Whether the answer ``status``/``body`` to a service's ``test:`` request is
+    the expected one; ProviderError (with the response) when not. For targets
+    that send the request their own way (through a cluster's API server)."""
     want = int(test.get("expect_status", 200))
     text = body.decode(errors="replace")
     if status != want:

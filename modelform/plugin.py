@@ -30,7 +30,7 @@ from modelform.engine.provider import (
     Resource,
     ServiceStatus,
 )
-from modelform.engine.servicetest import http_check, readiness
+from modelform.engine.servicetest import check_test_response, http_check, readiness
 from modelform.engine.values import UNKNOWN, is_known
 
 __all__ = [
@@ -51,6 +51,7 @@ __all__ = [
     "ProviderError",
     "Resource",
     "ServiceStatus",
+    "check_test_response",
     "http_check",
     "is_known",
     "readiness",
