@@ -77,19 +77,24 @@ def guarded(view: View, body: Callable[[], int | None]) -> None:
         view.diagnostics(e.diagnostics)
         code = Exit.ERROR
     except (PluginError, StateError) as e:
-        view.error(str(e))
+        view.error(_with_notes(str(e), e))
         code = Exit.ERROR
     except ProviderError as e:  # a provider that cannot even look (daemon down, …)
-        view.error(str(e), e.log)
+        view.error(_with_notes(str(e), e), e.log)
         code = Exit.ERROR
     except OSError as e:  # a file or folder modelform itself cannot use
         where = f"{e.filename}: " if e.filename else ""
-        view.error(f"{where}{e.strerror or e}")
+        view.error(_with_notes(f"{where}{e.strerror or e}", e))
         code = Exit.ERROR
-    except KeyboardInterrupt:
-        view.error("interrupted")
+    except KeyboardInterrupt as e:
+        view.error(_with_notes("interrupted", e))
         code = Exit.INTERRUPTED
     raise typer.Exit(int(code or 0))
+
+
+def _with_notes(message: str, e: BaseException) -> str:
+    """``message`` and the error's notes (a state lock left held, …), on one line."""
+    return "; ".join([message, *getattr(e, "__notes__", ())])
 
 
 def confirm(question: str) -> bool:

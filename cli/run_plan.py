@@ -7,8 +7,9 @@ import os
 import threading
 from pathlib import Path
 
+from modelform.cli import errored
 from modelform.cli.common import confirm
-from modelform.cli.statewriter import StateWriter
+from modelform.cli.statewriter import StateWriter, WriteFailed, describe
 from modelform.cli.workspace import Workspace, to_records
 from modelform.engine import sensitive
 from modelform.engine.apply import apply_plan
@@ -121,18 +122,35 @@ def apply_cmd(
                         "answer 'yes' at the prompt, or pass -auto-approve when there is no terminal",
                     )
                     return Exit.ERROR
-        writer = StateWriter(ws.backend, run.lineage, state)
+        writer = StateWriter(ws.backend, run.lineage, state, on_fail=lambda e: view.message(
+            f"Warning: the state could not be saved ({describe(e)}): no new change starts; "
+            "the changes in flight finish, then the state goes to a local file"))  # fmt: skip
         try:
-            result = apply_plan(run, plan, writer.submit, events=view.event)
+            result = apply_plan(run, plan, writer.submit, events=view.event,
+                                halted=writer.failed)  # fmt: skip
+        except BaseException:
+            _flush(writer, ws)  # a state not saved is the error to report
+            raise
+        try:
+            _flush(writer, ws)
         finally:
-            writer.flush()
-        changes = {c.address: c for c in plan.actionable}
-        counts = summarize(changes[addr] for addr in result.done)
-        view.applied(counts, result.ok, result.failed, result.logs, result.skipped,
-                     result.cancelled)  # fmt: skip
+            changes = {c.address: c for c in plan.actionable}
+            counts = summarize(changes[addr] for addr in result.done)
+            saved = not writer.failed()
+            reason = "interrupted" if saved else "the state could not be saved"
+            view.applied(counts, result.ok and saved, result.failed, result.logs, result.skipped,
+                         result.cancelled, reason)  # fmt: skip
     if result.interrupted:
         return Exit.INTERRUPTED
     return Exit.OK if result.ok else Exit.ERROR
+
+
+def _flush(writer: StateWriter, ws: Workspace) -> None:
+    """The last writes; when one failed, the state goes to a local file (cli.errored)."""
+    try:
+        writer.flush()
+    except WriteFailed as e:
+        raise errored.rescue(e, ws) from e.cause
 
 
 def drift_cmd(ws: Workspace, view: View, allow_missing_state: bool = False) -> int:

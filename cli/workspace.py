@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from modelform.engine.loader import load
 from modelform.engine.planner import Records, Run
 from modelform.engine.provider import Context
 from modelform.engine.registry import Registry, catalog
-from modelform.state import Backend, State
+from modelform.state import Backend, LockInfo, State, StateError
 
 DEFAULT_FILE = "modelform.yaml"
 WORK_DIR = ".modelform"
@@ -127,8 +128,41 @@ class Workspace:
             self.note(self.backend.lock_note)
         try:
             yield
-        finally:
+        except BaseException as exc:
+            # The body's error comes first (the storage went away mid-apply, say);
+            # a lock that could not be released as well is said with it.
+            try:
+                self.backend.unlock(info.id)
+            except StateError as e:
+                exc.add_note(
+                    f"releasing the state lock failed too ({e}); {self._unlock_hint(info)}"
+                )
+            raise
+        try:
             self.backend.unlock(info.id)
+        except StateError as e:
+            e.add_note(self._unlock_hint(info))
+            raise
+
+    def _unlock_hint(self, info: LockInfo) -> str:
+        return (
+            f"if it is still held, release it with `{self.command('force-unlock', info.id)}` "
+            "once the state can be reached"
+        )
+
+    def command(self, *args: str) -> str:
+        """The shell command running ``modelform ARGS`` on this project from the
+        current folder (for hints: ``-chdir``, ``-f`` and ``--state`` as needed)."""
+        parts = ["modelform"]
+        here = Path.cwd()
+        if self.dir != here:
+            rel = os.path.relpath(self.dir, here)
+            parts.append(f"-chdir={self.dir if rel.startswith('..') else rel}")
+        if self.file.name != DEFAULT_FILE:
+            parts += ["-f", self.file.name]
+        if self.opts.state is not None:
+            parts += ["--state", str(self.opts.state.absolute())]
+        return shlex.join([*parts, *args])
 
 
 def record_context(

@@ -164,7 +164,14 @@ def apply_plan(
     plan: Plan,
     persist: Callable[[Records], None],
     events: Events = lambda a, e, d: None,
+    halted: Callable[[], bool] = lambda: False,
 ) -> ApplyResult:
+    """Carry out ``plan``, handing ``persist`` every set of records as it changes.
+
+    Once ``halted()`` is True (the caller can no longer save what
+    ``persist`` gets) no new change starts; the changes in flight finish,
+    are recorded and persisted, and the rest is ``cancelled`` in the result.
+    """
     records: Records = {a: dict(r) for a, r in plan.refreshed.items()}
     lock = threading.Lock()
     result = ApplyResult(records)
@@ -297,7 +304,7 @@ def apply_plan(
                 in_flight.pop(addr, None)
         events(addr, "done", f"{time.monotonic() - t0:.1f}s")
 
-    walker = Walker(change_graph(plan), step, run.parallelism)
+    walker = Walker(change_graph(plan), step, run.parallelism, halted=halted)
     ticker = _Ticker(in_flight, lock, changes, events)
     run_cancelled = run.cancelled
     run.cancelled = lambda: walker.stopped or run_cancelled()

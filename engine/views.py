@@ -118,6 +118,7 @@ class View:
         logs: dict[str, str],
         skipped: list[str],
         cancelled: list[str],
+        reason: str = "interrupted",  # why the changes in ``cancelled`` were not started
     ) -> None: ...
     def data(self, value: Any, human: str) -> None: ...
 
@@ -278,7 +279,7 @@ class HumanView(View):
                 since = time.monotonic() - self._started.get(address, time.monotonic())
                 self._write(f"{address}: [{since:.0f}s] {detail}\n")
 
-    def applied(self, counts, ok, failed, logs, skipped, cancelled) -> None:  # type: ignore[no-untyped-def]
+    def applied(self, counts, ok, failed, logs, skipped, cancelled, reason="interrupted") -> None:  # type: ignore[no-untyped-def]
         s = self._style_err
         err: list[str] = []
         for addr, why in failed.items():
@@ -288,7 +289,7 @@ class HumanView(View):
         if skipped:
             err.append(f"Skipped (a dependency failed): {', '.join(skipped)}\n")
         if cancelled:
-            err.append(f"Not started (interrupted): {', '.join(cancelled)}\n")
+            err.append(f"Not started ({reason}): {', '.join(cancelled)}\n")
         if err:
             self._write("".join(err), err=True)
         s = self._style_out
@@ -333,7 +334,7 @@ class JsonView(View):
     def event(self, address: str, event: str, detail: str) -> None:
         self._emit({"type": "apply_event", "address": address, "event": event, "detail": detail})
 
-    def applied(self, counts, ok, failed, logs, skipped, cancelled) -> None:  # type: ignore[no-untyped-def]
+    def applied(self, counts, ok, failed, logs, skipped, cancelled, reason="interrupted") -> None:  # type: ignore[no-untyped-def]
         self._emit({"type": "apply_result", "ok": ok, "summary": counts, "failed": failed,
                     "logs": logs, "skipped": skipped, "cancelled": cancelled})  # fmt: skip
 

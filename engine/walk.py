@@ -3,7 +3,10 @@
 At most ``parallelism`` steps run at once (a thread pool). A step starts
 when every node it depends on has succeeded; a failure skips only its
 descendants, and the rest of the graph completes. Once ``stop()`` is
-called (Ctrl-C) no new step starts, steps in flight finish.
+called (Ctrl-C) no new step starts, steps in flight finish. ``halted``
+does the same without the interrupt: once it returns True (the state can
+no longer be saved) nothing new starts, and the steps in flight run to
+their end undisturbed (``stopped`` stays False, so their waits go on).
 """
 
 from __future__ import annotations
@@ -22,15 +25,22 @@ class WalkResult:
     done: list[str] = field(default_factory=list)
     failed: dict[str, BaseException] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
-    #: Not started because the walk was stopped.
+    #: Not started because the walk was stopped or halted.
     cancelled: list[str] = field(default_factory=list)
 
 
 class Walker:
-    def __init__(self, g: nx.DiGraph, step: Callable[[str], Any], parallelism: int = 10) -> None:
+    def __init__(
+        self,
+        g: nx.DiGraph,
+        step: Callable[[str], Any],
+        parallelism: int = 10,
+        halted: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.g = g
         self.step = step
         self.parallelism = max(1, parallelism)
+        self.halted = halted
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -40,6 +50,10 @@ class Walker:
     def stopped(self) -> bool:
         return self._stop.is_set()
 
+    def _held(self) -> bool:
+        """No new step may start: stopped (Ctrl-C) or halted."""
+        return self.stopped or self.halted()
+
     def run(self) -> WalkResult:
         res = WalkResult()
         waiting = {n: self.g.in_degree(n) for n in self.g.nodes}
@@ -48,7 +62,7 @@ class Walker:
         running: dict[Future[Any], str] = {}
         with ThreadPoolExecutor(self.parallelism) as pool:
             while ready or running:
-                while ready and len(running) < self.parallelism and not self.stopped:
+                while ready and len(running) < self.parallelism and not self._held():
                     n = ready.pop(0)
                     running[pool.submit(self.step, n)] = n
                 if not running:

@@ -75,3 +75,28 @@ def test_stop_lets_in_flight_finish_and_starts_nothing_new() -> None:
     res = walker.run()
     assert "a" in res.done
     assert "b" in res.cancelled
+
+
+def test_halted_starts_nothing_new_and_lets_in_flight_finish_undisturbed() -> None:
+    g = nx.DiGraph()
+    g.add_edges_from([("a", "b")])
+    g.add_nodes_from(["c", "d"])
+    halt = threading.Event()
+    both_running = threading.Barrier(2, timeout=5)
+    walker: Walker
+    seen_stopped: list[bool] = []
+
+    def step(n: str) -> None:
+        both_running.wait()
+        if n == "a":
+            halt.set()  # as the state writer failing while "a" and "c" run
+            time.sleep(0.05)
+            seen_stopped.append(walker.stopped)  # a halt is no interrupt: waits go on
+        else:
+            assert halt.wait(5)
+
+    walker = Walker(g, step, 2, halted=halt.is_set)
+    res = walker.run()
+    assert sorted(res.done) == ["a", "c"]
+    assert sorted(res.cancelled) == ["b", "d"]
+    assert seen_stopped == [False]
