@@ -149,7 +149,7 @@ class KubernetesProvider(Provider):
         if planned["auth"] == "key":
             planned["key"] = prior.get("key") if prior and prior.get("key") else UNKNOWN
         moved = prior is not None and any(prior.get(k) != planned[k] for k in REPLACE_ON)
-        keep_uid = prior is not None and not ctx.replacing and not moved
+        keep_uid = prior is not None and bool(prior.get("uid")) and not ctx.replacing and not moved
         planned["uid"] = prior.get("uid") if keep_uid and prior else UNKNOWN
         children = {
             n: Child(CHILD_TYPES[n], ko.managed(m))
@@ -256,8 +256,8 @@ class KubernetesProvider(Provider):
         dep = snap["Deployment"].get(name)
         if dep is None and name not in snap["Service"] and name not in snap["Secret"]:
             return None
-        if dep is None:
-            return {**prior, "status": ServiceStatus.FAILED.value}
+        if dep is None:  # deleted by hand: made again (a new uid) by the next apply
+            return {**prior, "status": ServiceStatus.FAILED.value, "uid": None}
         pods = _pods_of(snap["Pod"].values(), prior)
         status, _ = ko.rollout(dep, pods, strict=False)
         return {**prior, "status": status, "uid": dep["metadata"].get("uid")}

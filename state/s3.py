@@ -150,6 +150,11 @@ class S3Backend(Backend):
             if prepared.text is None:
                 self._seen = seen
                 return prepared.state  # type: ignore[no-any-return]
+            # The kept copy first: once the state is stored nothing may fail, or
+            # the caller would take a stored state for an unsaved one. A copy
+            # whose state write then fails is overwritten by the next write of
+            # that serial.
+            self._keep_history(prepared.state, prepared.text)
             cond = {"IfMatch": seen.etag} if seen.etag else {"IfNoneMatch": "*"}
             try:
                 r = self.client.put_object(
@@ -167,7 +172,6 @@ class S3Backend(Backend):
                 self._seen = None
                 raise self._fail(e, "write the state") from e
             self._seen = _Seen(str(r["ETag"]), prepared.stored)
-            self._keep_history(prepared.state, prepared.text)
             return prepared.state  # type: ignore[no-any-return]
         raise StateConflict(
             f"refusing to write the state ({self.describe()}): it keeps changing under this "
@@ -237,6 +241,8 @@ class S3Backend(Backend):
                 head = self.client.head_object(Bucket=self.bucket, Key=obj["Key"])
                 meta = head.get("Metadata", {})
                 entry = _entry(meta, obj["LastModified"], obj["Key"], False)
+                if current is not None and entry.serial > current:
+                    continue  # kept just before a state write that then failed
                 out.append(replace(entry, current=entry.serial == current))
         return sorted(out, key=lambda e: e.serial, reverse=True)
 
