@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,17 @@ class Kube:
         self._lock = threading.Lock()
         self._client: Any = None
 
+    def unreachable(self, e: BaseException) -> str:
+        """One line for a server that does not answer: where, and the OS's words."""
+        host = getattr(getattr(self.client, "configuration", None), "host", "?")
+        why = str(getattr(e, "reason", "") or e)
+        found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", why)
+        if found:
+            why = found.group(1).strip().lower()
+        elif "timed out" in why.lower():
+            why = "timed out"
+        return f"cannot reach the API server at {host} ({self.where()}): {why[:200]}"
+
     def where(self) -> str:
         return f"{self.kubeconfig}" + (f" (context {self.context})" if self.context else "")
 
@@ -138,7 +150,7 @@ class Kube:
                 _return_http_data_only=True, _request_timeout=TIMEOUT,
             )  # fmt: skip
         except HTTPError as e:
-            raise ProviderError(f"cannot reach the API server ({self.where()}): {e}") from None
+            raise ProviderError(self.unreachable(e)) from None
         except Exception as e:
             status = getattr(e, "status", None)
             if status is None:
@@ -235,7 +247,7 @@ class Kube:
         except Exception as e:  # noqa: BLE001 - an HTTP error status is an answer too
             status = getattr(e, "status", None)
             if status is None:
-                raise ProviderError(f"cannot reach the API server ({self.where()}): {e}") from None
+                raise ProviderError(self.unreachable(e)) from None
             raw = getattr(e, "body", b"") or b""
             return int(status), raw if isinstance(raw, bytes) else str(raw).encode()
 

@@ -61,7 +61,7 @@ REPLACE_ON = {"namespace", "name", "kubeconfig", "context"}
 #: Child name → recorded type.
 CHILD_TYPES = {name: f"kubernetes_{name}" for name in ko.CHILD_KINDS}
 #: Kinds a refresh lists, once per namespace.
-LISTED = ("Deployment", "Service", "Secret", "HorizontalPodAutoscaler", "Pod")
+LISTED = ("Deployment", "Service", "Secret", "HorizontalPodAutoscaler", "ReplicaSet", "Pod")
 
 ATTRIBUTES = {
     "name": "The objects' name, <project>-<service>.",
@@ -258,7 +258,7 @@ class KubernetesProvider(Provider):
             return None
         if dep is None:  # deleted by hand: made again (a new uid) by the next apply
             return {**prior, "status": ServiceStatus.FAILED.value, "uid": None}
-        pods = _pods_of(snap["Pod"].values(), prior)
+        pods = _current(dep, snap["ReplicaSet"].values(), _pods_of(snap["Pod"].values(), prior))
         status, _ = ko.rollout(dep, pods, strict=False)
         return {**prior, "status": status, "uid": dep["metadata"].get("uid")}
 
@@ -349,7 +349,8 @@ class KubernetesProvider(Provider):
         if status != ServiceStatus.HEALTHY.value:
             note = ""
             if attrs["rollback_on_failure"]:
-                note = self._rollback(k, attrs, before, ctx)
+                note = self._rollback(k, attrs, _annotated(objs["deployment"], r.address),
+                                      before, ctx)  # fmt: skip
             raise ProviderError(
                 f"{status}: {message}{note}",
                 log=self._events(k, attrs),
@@ -378,6 +379,7 @@ class KubernetesProvider(Provider):
             if dep is None:
                 return ServiceStatus.FAILED.value, f"deployment {name} vanished during the rollout"
             pods = _pods_of(k.list("Pod", ns, _selector(attrs)), attrs)
+            pods = _current(dep, k.list("ReplicaSet", ns, _selector(attrs)), pods)
             status, message = ko.rollout(dep, pods, strict=True)
             line = ko.progress(dep)
             if line != said:
@@ -390,8 +392,13 @@ class KubernetesProvider(Provider):
                 return ServiceStatus.FAILED.value, f"not rolled out after {timeout:.0f} s ({line})"
             ctx.sleep(0.5)
 
-    def _rollback(self, k: Kube, attrs: dict[str, Any], before: int | None, ctx: Context) -> str:
-        """Put the previous revision's pod template back; wait for it to serve."""
+    def _rollback(
+        self, k: Kube, attrs: dict[str, Any], dep: dict[str, Any], before: int | None,
+        ctx: Context,
+    ) -> str:  # fmt: skip
+        """Put the previous revision's pod template back in the Deployment ``dep``
+        modelform applies (all of it: server-side apply takes a whole intent);
+        wait for it to serve."""
         ns, name = str(attrs["namespace"]), str(attrs["name"])
         sets = k.list("ReplicaSet", ns, _selector(attrs))
         current = _revision(k.get("Deployment", ns, name))
@@ -403,9 +410,7 @@ class KubernetesProvider(Provider):
         template.get("metadata", {}).get("labels", {}).pop("pod-template-hash", None)
         for key in ("creationTimestamp",):
             template.get("metadata", {}).pop(key, None)
-        k.apply({"apiVersion": "apps/v1", "kind": "Deployment",
-                 "metadata": {"name": name, "namespace": ns},
-                 "spec": {"template": template}})  # fmt: skip
+        k.apply({**dep, "spec": {**dep["spec"], "template": template}})
         ctx.log(f"rollout failed: rolling back to revision {_revision(prev)}")
         status, message = self._wait(k, {**attrs, "rollout_timeout_seconds": 120}, ctx)
         if status == ServiceStatus.HEALTHY.value:
@@ -568,6 +573,24 @@ def _selector(attrs: dict[str, Any]) -> str:
 def _pods_of(pods: Any, attrs: dict[str, Any]) -> list[dict[str, Any]]:
     name = str(attrs["name"])
     return [p for p in pods if (p["metadata"].get("labels") or {}).get(ko.INSTANCE) == name]
+
+
+def _current(dep: dict[str, Any], sets: Any, pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The pods of the Deployment's current revision (its newest ReplicaSet):
+    a pod of a revision being retired, still pending, is not the rollout's."""
+    revision = _revision(dep)
+    hashes = {
+        (rs["metadata"].get("labels") or {}).get("pod-template-hash")
+        for rs in sets
+        if _revision(rs) == revision
+        and any(o.get("uid") == dep["metadata"].get("uid")
+                for o in rs["metadata"].get("ownerReferences") or [])
+    } - {None}  # fmt: skip
+    if not hashes:
+        return pods
+    return [
+        p for p in pods if (p["metadata"].get("labels") or {}).get("pod-template-hash") in hashes
+    ]
 
 
 def _revision(obj: dict[str, Any] | None) -> int | None:
