@@ -261,6 +261,11 @@ def rollout(dep: dict[str, Any], pods: list[dict[str, Any]], strict: bool) -> tu
     Transitioning."""
     spec, st = dep.get("spec") or {}, dep.get("status") or {}
     want = int(spec.get("replicas", 1) or 0)
+    current = int(st.get("observedGeneration", 0) or 0) >= int(
+        (dep.get("metadata") or {}).get("generation", 0) or 0
+    )
+    if not current:  # the controller has not seen the latest spec: nothing to judge yet
+        return ServiceStatus.TRANSITIONING.value, progress(dep)
     for c in st.get("conditions") or []:
         if c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded":
             return ServiceStatus.FAILED.value, f"progress deadline exceeded: {c.get('message')}"
@@ -280,14 +285,11 @@ def rollout(dep: dict[str, Any], pods: list[dict[str, Any]], strict: bool) -> tu
             ):  # fmt: skip
                 msg = waiting.get("message") or ""
                 return ServiceStatus.FAILED.value, f"pod {_pod(pod)}: {waiting['reason']} {msg}"
-    current = int(st.get("observedGeneration", 0) or 0) >= int(
-        (dep.get("metadata") or {}).get("generation", 0) or 0
-    )
     updated = int(st.get("updatedReplicas", 0) or 0)
     available = int(st.get("availableReplicas", 0) or 0)
     total = int(st.get("replicas", 0) or 0)
     enough = available >= want if strict else available >= min(want, 1)
-    if current and updated >= want and enough and total == updated:
+    if updated >= want and enough and total == updated:
         return ServiceStatus.HEALTHY.value, ""
     return ServiceStatus.TRANSITIONING.value, progress(dep)
 
