@@ -130,17 +130,21 @@ def register(app: typer.Typer) -> None:
                 if rec["type"] != "service":
                     continue
                 ctx = record_context(run, rec, kids)
-                live = ws.registry.get(rec["provider"]).read(rec["attributes"], ctx)
+                provider = ws.registry.get(rec["provider"])
+                live = provider.read(rec["attributes"], ctx)
                 st = (live or {}).get("status") if live else "Gone"
                 if live and rec.get("tainted"):
                     st = f"{rec['attributes'].get('status') or 'Unhealthy'} (tainted)"
+                detail = provider.status_detail(live, ctx) if live else ""
                 rows.append({"address": addr, "provider": rec["provider"],
                              "url": rec["attributes"].get("url"), "status": st,
+                             "detail": detail,
                              "models": rec["attributes"].get("models", {})})  # fmt: skip
             human = (
                 "\n".join(
-                    f"{r['address']:<32} {r['provider']:<10} {r['status']:<14} {r['url'] or ''}  "
-                    f"{' '.join(r['models'].values())}"
+                    f"{r['address']:<32} {r['provider']:<10} {r['status']:<14} "
+                    + (f"{r['detail']}  " if r["detail"] else "")
+                    + f"{r['url'] or ''}  {' '.join(r['models'].values())}"
                     for r in rows
                 )
                 or "No services in state."

@@ -347,6 +347,12 @@ class Provider:
     def logs(self, address: str, attributes: dict[str, Any], ctx: Context, tail: int = 200) -> str:
         return ""
 
+    def status_detail(self, attributes: dict[str, Any], ctx: Context) -> str:
+        """A short live detail for ``modelform status`` (``2/3 ready``), read after
+        :meth:`read`; "" for none. Never part of the attributes, so it is
+        never drift."""
+        return ""
+
 
 #: Methods a provider must override to be loaded.
 REQUIRED_METHODS = ("plan", "apply", "delete")

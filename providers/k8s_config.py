@@ -57,6 +57,27 @@ TARGET_SCHEMA: dict[str, Any] = {
             "description": "Longest a rollout may take before the service is called Failed (also "
             "the Deployment's progressDeadlineSeconds).",
         },
+        "node_selector": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "Node labels the pods must be scheduled on (the pods' nodeSelector), "
+            "e.g. {agentpool: gpu}.",
+        },
+        "tolerations": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "key": {"type": "string"},
+                    "operator": {"enum": ["Exists", "Equal"]},
+                    "value": {"type": "string"},
+                    "effect": {"enum": ["NoSchedule", "PreferNoSchedule", "NoExecute"]},
+                },
+                "additionalProperties": False,
+            },
+            "description": "Taints the pods tolerate, as Kubernetes writes them "
+            "([{key, operator, value, effect}]).",
+        },
         "limits": {
             "type": "boolean",
             "default": False,
@@ -124,6 +145,8 @@ class Options:
     service_type: str
     rollout_timeout_seconds: float
     limits: bool
+    node_selector: dict[str, str]
+    tolerations: list[dict[str, str]]
     docker_host: str
     base_image: str
     carry_ca: bool | str | None
@@ -147,6 +170,8 @@ def options(target: dict[str, Any], pos: Any = None) -> Options:
         service_type=str(own.get("service_type") or "ClusterIP"),
         rollout_timeout_seconds=float(own.get("rollout_timeout_seconds") or 300),
         limits=bool(own.get("limits", False)),
+        node_selector=dict(own.get("node_selector") or {}),
+        tolerations=[dict(t) for t in own.get("tolerations") or []],
         docker_host=own.get("docker_host") or default_host(),
         base_image=own.get("base_image") or imagebuild.DEFAULT_BASE_IMAGE,
         carry_ca=own.get("carry_ca"),

@@ -120,6 +120,10 @@ def manifests(a: dict[str, Any], key: Any) -> dict[str, dict[str, Any]]:
     if resources:
         container["resources"] = resources
     pod: dict[str, Any] = {"containers": [container]}
+    if a.get("node_selector"):
+        pod["nodeSelector"] = dict(a["node_selector"])
+    if a.get("tolerations"):
+        pod["tolerations"] = [dict(t) for t in a["tolerations"]]
     if a.get("image_pull_secret"):
         pod["imagePullSecrets"] = [{"name": a["image_pull_secret"]}]
     spec: dict[str, Any] = {

@@ -198,6 +198,8 @@ class KubernetesProvider(Provider):
             "cpu": cfg.get("cpu", res.get("cpu")),
             "memory_gb": cfg.get("memory_gb", res.get("memory_gb")),
             "limits": opts.limits,
+            "node_selector": opts.node_selector or None,
+            "tolerations": opts.tolerations or None,
             "workers": int(cfg.get("workers") or 1),
             "auth": cfg.get("auth") or "none",
             "timeout_seconds": cfg.get("timeout_seconds"),
@@ -505,6 +507,19 @@ class KubernetesProvider(Provider):
             if time.monotonic() > deadline:
                 raise ProviderError(f"{kind} {name} is still there after {limit:.0f} s")
             ctx.sleep(0.3)
+
+    def status_detail(self, attributes: dict[str, Any], ctx: Context) -> str:
+        """``2/3 ready`` (ready / desired replicas) from the refresh's snapshot."""
+        if "namespace" not in attributes or "project" not in attributes:
+            return ""
+        k = self._kube(attributes, ctx)
+        snap = self._snapshot(k, str(attributes["namespace"]), str(attributes["project"]))
+        dep = snap["Deployment"].get(str(attributes.get("name")))
+        if dep is None:
+            return ""
+        want = int((dep.get("spec") or {}).get("replicas", 0) or 0)
+        ready = int((dep.get("status") or {}).get("readyReplicas", 0) or 0)
+        return f"{ready}/{want} ready"
 
     def logs(self, address: str, attributes: dict[str, Any], ctx: Context, tail: int = 200) -> str:
         k = self._kube(attributes, ctx)
