@@ -41,6 +41,7 @@ _FIXTURE_MARKERS = {
     "kubeconfig": "k8s",
     "k8s_api": "k8s",
     "k8s_namespace": "k8s",
+    "real_node": "k8s",
     "s3_endpoint": "s3",
     "s3_bucket": "s3",
     "registry_address": "registry",
@@ -50,6 +51,7 @@ _HOW_LONG = {
     "minio": "about 3 minutes cold",
     "registry": "about 1.5 minutes cold",
     "k8s": "about 8-10 minutes cold",
+    "kubelet": "about 2-5 minutes cold, after k8s",
 }
 
 
@@ -258,6 +260,54 @@ def k8s_namespace(k8s_api: Any) -> Iterator[str]:
         time.sleep(0.2)
     yield name
     core.delete_namespace(name)
+
+
+@dataclass(frozen=True)
+class RealNode:
+    """The real kubelet's node (part ``kubelet``): pods run there only when they ask."""
+
+    name: str
+    node_selector: dict[str, str]
+    tolerations: list[dict[str, str]]
+    node_ip: str
+    pod_logs: Path
+
+    def pod_spec(self, **spec: Any) -> Any:
+        """A kubernetes.client.V1PodSpec placed on this node (nodeSelector + toleration)."""
+        from kubernetes import client
+
+        return client.V1PodSpec(
+            node_selector=dict(self.node_selector),
+            tolerations=[client.V1Toleration(**t) for t in self.tolerations],
+            **spec,
+        )
+
+
+def _real_node_probe(info: dict[str, Any]) -> bool:
+    from kubernetes import client, config
+
+    k8s = _read_env().get("k8s") or {}
+    api = config.new_client_from_config(config_file=k8s["kubeconfig"])
+    try:
+        node = client.CoreV1Api(api).read_node(info["node"])
+        conditions = node.status.conditions or []
+        return any(c.type == "Ready" and c.status == "True" for c in conditions)
+    finally:
+        api.close()
+
+
+@pytest.fixture(scope="session")
+def real_node(k8s_info: dict[str, Any], testenv_parts: _Starter) -> RealNode:
+    """The node of the real kubelet (containerd, CNI bridge): pods on it really run, pull
+    their image from the test registry and get a pod IP the API server's proxy reaches."""
+    info = testenv_parts.ensure("kubelet", _real_node_probe)
+    return RealNode(
+        name=str(info["node"]),
+        node_selector=dict(info["node_selector"]),
+        tolerations=[dict(t) for t in info["tolerations"]],
+        node_ip=str(info["node_ip"]),
+        pod_logs=Path(info["pod_logs"]),
+    )
 
 
 # ---- S3 (MinIO) ----------------------------------------------------------------------------

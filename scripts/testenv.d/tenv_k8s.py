@@ -3,6 +3,7 @@ KWOK fake node."""
 
 from __future__ import annotations
 
+import json
 import urllib.error
 from pathlib import Path
 
@@ -70,6 +71,55 @@ def fake_node() -> dict:
             "phase": "Running",
         },
     }
+
+
+def build_kubernetes(
+    layout: Layout, versions: dict[str, str], binaries: list[str], log: Path
+) -> None:
+    """Build k8s.io/kubernetes/cmd/<binary> for each binary through the wrapper module."""
+    version = versions["KUBERNETES_VERSION"]
+    staging = versions["KUBERNETES_STAGING_VERSION"]
+    if all(is_built(layout, b, version) for b in binaries):
+        return
+    # k8s.io/kubernetes replaces its k8s.io/* staging modules with local folders, which
+    # a dependent module cannot see: pin every one of them to the published version.
+    upstream = Path(module_info(layout, "k8s.io/kubernetes", version)["GoMod"])
+    modules = staging_modules(upstream.read_text())
+    if not modules:
+        raise PartError(f"no staging modules found in {upstream}")
+    require = "".join(f"\t{m} {staging}\n" for m in modules)
+    replace = "".join(f"\t{m} => {m} {staging}\n" for m in modules)
+    go_mod = (
+        "module modelform.local/testenv-kubernetes\n\n"
+        f"go {versions['WRAPPER_GO_DIRECTIVE']}\n\n"
+        f"godebug default=go{versions['WRAPPER_GO_DIRECTIVE'].rsplit('.', 1)[0]}\n\n"
+        f"require (\n\tk8s.io/kubernetes {version}\n{require})\n\n"
+        f"replace (\n{replace})\n"
+    )
+    major, minor = version.lstrip("v").split(".")[:2]
+    ldflags = " ".join(
+        ["-s", "-w"]
+        + [
+            f"-X {pkg}.{key}={value}"
+            for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
+            for key, value in (
+                ("gitVersion", version),
+                ("gitMajor", major),
+                ("gitMinor", minor),
+                ("gitTreeState", "clean"),
+            )
+        ]
+    )
+    targets = {b: f"k8s.io/kubernetes/cmd/{b}" for b in binaries}
+    wrapper_build(layout, "kubernetes", go_mod, targets, version, ldflags, log)
+
+
+def _started_as_now(server: K8sServer) -> bool:
+    """Running with the flags this testenv would give it (else `up` restarts the plane)."""
+    try:
+        return json.loads(server.daemon.record.read_text()).get("argv") == server.argv()
+    except (OSError, ValueError):
+        return False
 
 
 class K8sPart:
@@ -141,42 +191,9 @@ class K8sPart:
         )
 
     def _build_kubernetes(self) -> None:
-        version = self.versions["KUBERNETES_VERSION"]
-        staging = self.versions["KUBERNETES_STAGING_VERSION"]
-        log = self.layout.logs / "build-kubernetes.log"
-        if all(is_built(self.layout, b, version) for b in K8S_BINARIES):
-            return
-        # k8s.io/kubernetes replaces its k8s.io/* staging modules with local folders, which
-        # a dependent module cannot see: pin every one of them to the published version.
-        upstream = Path(module_info(self.layout, "k8s.io/kubernetes", version)["GoMod"])
-        modules = staging_modules(upstream.read_text())
-        if not modules:
-            raise PartError(f"no staging modules found in {upstream}")
-        require = "".join(f"\t{m} {staging}\n" for m in modules)
-        replace = "".join(f"\t{m} => {m} {staging}\n" for m in modules)
-        go_mod = (
-            "module modelform.local/testenv-kubernetes\n\n"
-            f"go {self.versions['WRAPPER_GO_DIRECTIVE']}\n\n"
-            f"godebug default=go{self.versions['WRAPPER_GO_DIRECTIVE'].rsplit('.', 1)[0]}\n\n"
-            f"require (\n\tk8s.io/kubernetes {version}\n{require})\n\n"
-            f"replace (\n{replace})\n"
+        build_kubernetes(
+            self.layout, self.versions, K8S_BINARIES, self.layout.logs / "build-kubernetes.log"
         )
-        major, minor = version.lstrip("v").split(".")[:2]
-        ldflags = " ".join(
-            ["-s", "-w"]
-            + [
-                f"-X {pkg}.{key}={value}"
-                for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
-                for key, value in (
-                    ("gitVersion", version),
-                    ("gitMajor", major),
-                    ("gitMinor", minor),
-                    ("gitTreeState", "clean"),
-                )
-            ]
-        )
-        targets = {b: f"k8s.io/kubernetes/cmd/{b}" for b in K8S_BINARIES}
-        wrapper_build(self.layout, "kubernetes", go_mod, targets, version, ldflags, log)
 
     def _build_kwok(self) -> None:
         version = self.versions["KWOK_VERSION"]
@@ -189,7 +206,9 @@ class K8sPart:
     # ---- run -----------------------------------------------------------------------------
 
     def _running(self) -> bool:
-        return all(s.daemon.pid() is not None and s._healthy() for s in self.servers)
+        return all(
+            s.daemon.pid() is not None and _started_as_now(s) and s._healthy() for s in self.servers
+        )
 
     def _node_ready(self) -> bool:
         try:

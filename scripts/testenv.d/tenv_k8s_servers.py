@@ -119,6 +119,11 @@ class KubeAPIServer(K8sServer):
             "--requestheader-username-headers=X-Remote-User",
             f"--proxy-client-cert-file={self.cert('front-proxy-client.crt')}",
             f"--proxy-client-key-file={self.cert('front-proxy-client.key')}",
+            # Logs and exec of pods on the real kubelet (part `kubelet`): the node's
+            # InternalIP (its hostname does not resolve), with a client certificate.
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+            f"--kubelet-client-certificate={self.cert('admin.crt')}",
+            f"--kubelet-client-key={self.cert('admin.key')}",
         ]
 
     def healthy(self) -> bool:

@@ -7,9 +7,10 @@ from typing import Any
 from tenv_common import Layout
 from tenv_docker import DockerPart
 from tenv_k8s import K8sPart
+from tenv_kubelet import KubeletPart
 from tenv_storage import MinioPart, RegistryPart
 
-PART_NAMES = ["docker", "minio", "registry", "k8s"]
+PART_NAMES = ["docker", "minio", "registry", "k8s", "kubelet"]
 
 
 def make_parts(layout: Layout, versions: dict[str, str]) -> dict[str, Any]:
@@ -18,4 +19,5 @@ def make_parts(layout: Layout, versions: dict[str, str]) -> dict[str, Any]:
         "minio": MinioPart(layout, versions),
         "registry": RegistryPart(layout, versions),
         "k8s": K8sPart(layout, versions),
+        "kubelet": KubeletPart(layout, versions),
     }
