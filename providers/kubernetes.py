@@ -463,7 +463,9 @@ class KubernetesProvider(Provider):
             )
             return Check(ok=True, status=ServiceStatus.HEALTHY.value)
         ctx.log("running the service's test request through the API server's service proxy")
-        headers = {"Authorization": f"Bearer {attrs['key']}"} if attrs.get("key") else {}
+        # The API server's proxy keeps Authorization for itself: the key goes in
+        # the runtime's other key header.
+        headers = {"X-Modelform-Key": str(attrs["key"])} if attrs.get("key") else {}
         status, body = k.proxy_post(
             str(attrs["namespace"]), str(attrs["name"]), "http", "score",
             test.get("request"), headers,

@@ -45,6 +45,9 @@ from modelform.runtime.script import EntryScript
 from modelform.runtime.swagger import SwaggerDocs
 
 SERVER_VERSION = b"modelform-runtime/0.1"
+#: Another header for the key, for callers behind a proxy that consumes
+#: ``Authorization`` (the Kubernetes API server's service proxy).
+KEY_HEADER = b"x-modelform-key"
 _ID_LIMIT = 100
 _QUIET_ROUTES = {"/", "/ready", "/metrics"}  # successful probes are not logged
 
@@ -105,6 +108,10 @@ class ScoringApp:
                 content_type = value
             elif name == b"authorization":
                 authorization = value
+            elif name == KEY_HEADER and not authorization:
+                # The key where a proxy in between takes Authorization for itself
+                # (the Kubernetes API server's service proxy does).
+                authorization = b"Bearer " + value
             elif name == b"x-request-id":
                 request_id = value.decode("latin-1")
             elif name == b"x-ms-request-id":

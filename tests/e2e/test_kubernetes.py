@@ -224,3 +224,31 @@ def test_destroy_leaves_nothing_labelled_and_removes_only_a_namespace_it_made(
          cluster.namespace], capture_output=True, text=True,
     )  # fmt: skip
     assert still.returncode == 0, still.stderr
+
+
+def test_on_a_real_node_the_test_request_scores_through_the_service_proxy(
+    cluster: Cluster, real_node: Any
+) -> None:
+    """The real kubelet's node runs the service's image in a real pod: the
+    check's test request goes through the API server's service proxy and the
+    runtime's answer is checked; the pod's log is the runtime's own."""
+    placement = (
+        f"    node_selector: {json.dumps(real_node.node_selector)}\n"
+        f"    tolerations: {json.dumps(real_node.tolerations)}\n"
+    )
+    cluster.yaml("    registry: ${var.registry}\n", "    registry: ${var.registry}\n" + placement)
+    cluster.yaml("replicas: 2", "replicas: 1")
+    cluster.yaml("      request: {data", "      expect_status: 200\n      request: {data")
+    r = cluster.apply()
+    assert r.code == 0, r.text
+    assert "running the service's test request through the API server's service proxy" in r.out
+    assert "test request not sent" not in r.out
+    pods = json.loads(cluster.kubectl("get", "pods", "-o", "json"))["items"]
+    assert {p["spec"]["nodeName"] for p in pods} == {real_node.name}
+    logs = cluster.run("logs", "diabetes")
+    assert logs.code == 0 and "[diabetes-diabetes-" in logs.out, logs.text
+    # A wrong expectation fails the check: the answer really is the model's.
+    cluster.yaml("      expect_status: 200\n", "      expect: [1, 2]\n")
+    cluster.yaml("replicas: 1", "replicas: 1\n    env: {ROUND: '2'}")
+    bad = cluster.apply()
+    assert bad.code == 1 and "test request: output differs from expect" in bad.text, bad.text

@@ -38,6 +38,12 @@ def test_key_auth(start_server):
     # The script does not see the keys.
     assert good.json() == []
     assert server.post({"x": 1}, headers={"Authorization": "bearer second"}).status_code == 200
+    # Behind a proxy that keeps Authorization for itself, the key has its own header;
+    # Authorization, when there is one, is what counts.
+    assert server.post({"x": 1}, headers={"X-Modelform-Key": "second"}).status_code == 200
+    assert server.post({"x": 1}, headers={"X-Modelform-Key": "wrong"}).status_code == 401
+    both = {"Authorization": "Bearer wrong", "X-Modelform-Key": "primary-secret"}
+    assert server.post({"x": 1}, headers=both).status_code == 401
     # Probes stay open for orchestrators.
     assert server.get("/").status_code == 200
     assert server.get("/ready").status_code == 200
