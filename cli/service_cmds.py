@@ -163,13 +163,17 @@ def register(app: typer.Typer) -> None:
         view = make_view(False)
 
         def body() -> int:
-            rec, _ = _service_record(view, service)
+            rec, ws = _service_record(view, service)
             payload = Path(data[1:]).read_text() if data.startswith("@") else data
             try:
                 json.loads(payload)
             except ValueError as e:
                 raise DiagnosticError(Diagnostic(f"--data is not JSON: {e}")) from e
-            code, out = post_score(rec["attributes"], payload)
+            provider = ws.registry.get(rec["provider"])  # type: ignore[attr-defined]
+            state = ws.read_state()  # type: ignore[attr-defined]
+            ctx = record_context(ws.run(state), rec, child_index(to_records(state)))  # type: ignore[attr-defined,arg-type]
+            answer = provider.invoke(rec["attributes"], payload.encode(), ctx)
+            code, out = answer if answer is not None else post_score(rec["attributes"], payload)
             sys.stdout.write(out.decode(errors="replace").rstrip("\n") + "\n")
             if code >= 400:
                 view.error(f"the service answered HTTP {code}")

@@ -347,6 +347,14 @@ class Provider:
     def logs(self, address: str, attributes: dict[str, Any], ctx: Context, tail: int = 200) -> str:
         return ""
 
+    def invoke(
+        self, attributes: dict[str, Any], body: bytes, ctx: Context
+    ) -> tuple[int, bytes] | None:
+        """Send a scoring request (``modelform invoke``) where this machine cannot
+        reach ``attributes["url"]`` itself (a cluster): the answer's status and
+        body. None (the default): the CLI posts to the URL directly."""
+        return None
+
     def status_detail(self, attributes: dict[str, Any], ctx: Context) -> str:
         """A short live detail for ``modelform status`` (``2/3 ready``), read after
         :meth:`read`; "" for none. Never part of the attributes, so it is

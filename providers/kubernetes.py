@@ -510,6 +510,15 @@ class KubernetesProvider(Provider):
                 raise ProviderError(f"{kind} {name} is still there after {limit:.0f} s")
             ctx.sleep(0.3)
 
+    def invoke(self, attributes: dict[str, Any], body: bytes, ctx: Context) -> tuple[int, bytes]:
+        """``modelform invoke``: through the API server's service proxy."""
+        k = self._kube(attributes, ctx)
+        headers = {"X-Modelform-Key": str(attributes["key"])} if attributes.get("key") else {}
+        return k.proxy_post(
+            str(attributes["namespace"]), str(attributes["name"]), "http", "score",
+            json.loads(body), headers,
+        )  # fmt: skip
+
     def status_detail(self, attributes: dict[str, Any], ctx: Context) -> str:
         """``2/3 ready`` (ready / desired replicas) from the refresh's snapshot."""
         if "namespace" not in attributes or "project" not in attributes:

@@ -247,6 +247,10 @@ def test_on_a_real_node_the_test_request_scores_through_the_service_proxy(
     assert {p["spec"]["nodeName"] for p in pods} == {real_node.name}
     logs = cluster.run("logs", "diabetes")
     assert logs.code == 0 and "[diabetes-diabetes-" in logs.out, logs.text
+    scored = cluster.run("invoke", "diabetes", "-d", "@request.json")
+    assert scored.code == 0, scored.text
+    predictions = json.loads(scored.out)
+    assert isinstance(predictions, list) and len(predictions) == 2, scored.out
     # A wrong expectation fails the check: the answer really is the model's.
     cluster.yaml("      expect_status: 200\n", "      expect: [1, 2]\n")
     cluster.yaml("replicas: 1", "replicas: 1\n    env: {ROUND: '2'}")
