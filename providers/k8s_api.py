@@ -170,11 +170,12 @@ class Kube:
         out += f"/{k.plural}"
         return out + (f"/{name}" if name else "")
 
-    def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply of ``obj`` as field manager ``modelform``; the live object."""
+    def apply(self, obj: dict[str, Any], manager: str = FIELD_MANAGER) -> dict[str, Any]:
+        """Server-side apply of ``obj`` as field manager ``manager`` (conflicts
+        forced: modelform owns what it sets); the live object."""
         meta = obj["metadata"]
         path = self.path(obj["kind"], meta.get("namespace"), meta["name"])
-        query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
+        query = [("fieldManager", manager), ("force", "true")]
         result: dict[str, Any] = self.request(
             "PATCH", path, query, obj, content_type="application/apply-patch+yaml"
         )

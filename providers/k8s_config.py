@@ -99,6 +99,7 @@ TARGET_SCHEMA: dict[str, Any] = {
             "proxy: true/absent = this host's bundle, a path = that file, false = none.",
         },
     },
+    "required": ["registry"],
     "additionalProperties": False,
 }
 

@@ -28,6 +28,8 @@ PROJECT = "modelform.io/project"
 LINEAGE = "modelform.io/lineage"
 ADDRESS = "modelform.io/address"
 AUTH_ENV = "MODELFORM_AUTH_KEY"
+#: Pod-template annotation that changes when a service is replaced: new pods.
+ROLLOUT = "modelform.io/rollout"
 #: The Deployment's revision, as the deployment controller numbers it.
 REVISION = "deployment.kubernetes.io/revision"
 #: KWOK marks its fake nodes with this annotation: no container runs there.
@@ -135,6 +137,8 @@ def manifests(a: dict[str, Any], key: Any) -> dict[str, dict[str, Any]]:
     }  # fmt: skip
     if not a.get("autoscale"):
         spec["replicas"] = int(a["replicas"])
+    if a.get("rollout_token") is not None:
+        spec["template"]["metadata"]["annotations"] = {ROLLOUT: a["rollout_token"]}
     out["deployment"] = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": meta,
                          "spec": spec}  # fmt: skip
     out["service"] = {

@@ -28,6 +28,7 @@ fetches objects one by one.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import threading
 import time
@@ -56,6 +57,8 @@ from modelform.providers import k8s_objects as ko
 from modelform.providers.k8s_api import Kube, kube
 from modelform.providers.k8s_config import SERVICE_SCHEMA, TARGET_SCHEMA, Options, options
 
+#: The field manager that holds ``spec.replicas`` for an autoscaler to take.
+HANDOFF = "modelform-handoff"
 #: Changes that make the objects anew (elsewhere), not a rolling update.
 REPLACE_ON = {"namespace", "name", "kubeconfig", "context"}
 #: Child name → recorded type.
@@ -122,22 +125,40 @@ class KubernetesProvider(Provider):
                 )
             ]
         auto = resource.config.get("autoscale")
+        out = []
         if isinstance(auto, dict) and is_known(auto) and int(auto["max"]) < int(auto["min"]):
-            return [Diagnostic("autoscale: max is below min", resource.option_pos("autoscale"))]
-        return []
+            out.append(Diagnostic(f"{resource.address}: autoscale: max is below min",
+                                  resource.option_pos("autoscale")))  # fmt: skip
+        if auto and ("replicas",) in resource.positions:
+            out.append(Diagnostic(
+                f"{resource.address}: replicas and autoscale exclude each other (the autoscaler "
+                "sets the replicas between its min and max)", resource.option_pos("replicas"),
+            ))  # fmt: skip
+        return out
 
     # -- plan -----------------------------------------------------------------
 
     def plan(self, resource: Resource, prior: dict[str, Any] | None, ctx: Context) -> Proposal:
         opts = options(ctx.target, resource.pos)
         if resource.type == "target":
+            created = opts.create_namespace
+            notes = []
+            ours = prior and prior.get("created") and prior.get("namespace") == opts.namespace
+            if created and not ours:
+                live = kube(opts.kubeconfig, opts.context).get("Namespace", None, opts.namespace)
+                labels = (live or {}).get("metadata", {}).get("labels") or {}
+                if live is not None and labels.get(ko.PROJECT) != ctx.project:
+                    created = False  # someone else's: used as it is, never removed
+                    notes.append(f"namespace {opts.namespace} exists and is not modelform's: "
+                                 "used as it is, never removed")  # fmt: skip
             planned = {
                 "namespace": opts.namespace,
-                "created": opts.create_namespace,
+                "created": created,
                 "kubeconfig": opts.kubeconfig,
                 "context": opts.context,
             }
-            return Proposal(planned, requires_replace={"namespace", "kubeconfig", "context"})
+            return Proposal(planned, requires_replace={"namespace", "kubeconfig", "context"},
+                            notes=notes)  # fmt: skip
         planned = self._desired(resource, ctx, opts)
         if prior and prior.get("status") == ServiceStatus.TRANSITIONING.value:
             # Rolling out or scaling: coming up, not broken.
@@ -151,6 +172,10 @@ class KubernetesProvider(Provider):
         moved = prior is not None and any(prior.get(k) != planned[k] for k in REPLACE_ON)
         keep_uid = prior is not None and bool(prior.get("uid")) and not ctx.replacing and not moved
         planned["uid"] = prior.get("uid") if keep_uid and prior else UNKNOWN
+        # A replace (-replace, a tainted service) rolls new pods even when
+        # nothing else changed: a new token in the pod template.
+        token = prior.get("rollout_token") if prior else None
+        planned["rollout_token"] = token if token and not ctx.replacing and not moved else UNKNOWN
         children = {
             n: Child(CHILD_TYPES[n], ko.managed(m))
             for n, m in ko.manifests(planned, planned["key"]).items()
@@ -288,7 +313,11 @@ class KubernetesProvider(Provider):
     def apply(self, request: ApplyRequest, ctx: Context) -> Applied:
         try:
             if request.resource.type == "target":
-                return Applied(self._namespace(request.planned, ctx))
+                made = self._namespace(request.planned, ctx)
+                old = request.prior
+                if old and old.get("created") and old.get("namespace") != made["namespace"]:
+                    self.delete(request.resource.address, old, ctx)  # moved: the old one goes
+                return Applied(made)
             return self._apply_service(request, ctx)
         except DiagnosticError as e:
             raise ProviderError(str(e)) from None
@@ -304,17 +333,14 @@ class KubernetesProvider(Provider):
             labels = {ko.MANAGED_BY: "modelform", ko.PROJECT: ctx.project,
                       ko.LINEAGE: ctx.lineage}  # fmt: skip
             existing = k.get("Namespace", None, ns)
-            if (
-                existing is None
-                or (existing["metadata"].get("labels") or {}).get(ko.PROJECT) == ctx.project
-            ):
-                k.apply({"apiVersion": "v1", "kind": "Namespace",
-                         "metadata": {"name": ns, "labels": labels}})  # fmt: skip
-                ctx.log(f"namespace {ns} {'created' if existing is None else 'is ours'}")
-            else:
-                # Someone else's namespace: use it, never claim (or later remove) it.
-                ctx.log(f"namespace {ns} exists and is not modelform's: used as it is")
-                return {**planned, "created": False}
+            owner = ((existing or {}).get("metadata", {}).get("labels") or {}).get(ko.PROJECT)
+            if existing is not None and owner != ctx.project:
+                raise ProviderError(
+                    f"namespace {ns} appeared meanwhile and is not modelform's: plan again"
+                )
+            k.apply({"apiVersion": "v1", "kind": "Namespace",
+                     "metadata": {"name": ns, "labels": labels}})  # fmt: skip
+            ctx.log(f"namespace {ns} {'created' if existing is None else 'is ours'}")
         elif k.get("Namespace", None, ns) is None:
             raise ProviderError(
                 f"namespace {ns} does not exist ({k.where()}): create it, or set "
@@ -333,8 +359,15 @@ class KubernetesProvider(Provider):
         if attrs["auth"] == "key" and not is_known(key):
             key = secrets.token_urlsafe(32)
             attrs["key"] = key
+        if not is_known(attrs.get("rollout_token")):
+            attrs["rollout_token"] = secrets.token_hex(4)
         objs = ko.manifests(attrs, key if isinstance(key, str) else None)
-        before = _revision(k.get("Deployment", attrs["namespace"], attrs["name"]))
+        live_dep = k.get("Deployment", attrs["namespace"], attrs["name"])
+        before = _revision(live_dep)
+        if attrs.get("autoscale") and live_dep is not None:
+            # Hand the replica count over before modelform stops setting it, so
+            # the API server keeps it instead of resetting it to 1.
+            self._hand_over(k, attrs, int(live_dep["spec"].get("replicas") or 1))
         for name in ko.CHILD_KINDS:
             if name in objs:
                 live = _apply_object(k, _annotated(objs[name], r.address), ctx)
@@ -346,6 +379,7 @@ class KubernetesProvider(Provider):
                 k.delete(kind, ns, oname)
                 ctx.log(f"removed {kind} {oname}")
         children = {n: Child(CHILD_TYPES[n], ko.managed(m)) for n, m in objs.items()}
+        self._autoscaled(k, attrs, ctx)
         status, message = self._wait(k, attrs, ctx)
         attrs["status"] = status
         if status != ServiceStatus.HEALTHY.value:
@@ -360,7 +394,36 @@ class KubernetesProvider(Provider):
                 attributes=attrs,
                 children=self._live_children(k, objs),
             )
+        was = req.prior
+        if was and any(was.get(key) != attrs.get(key) for key in REPLACE_ON):
+            # Moved (another namespace, cluster or name): the old objects go now
+            # that the new ones serve.
+            ctx.log(f"removing the objects in namespace {was.get('namespace')}")
+            self.delete(r.address, was, ctx)
         return Applied(attrs, children)
+
+    def _hand_over(self, k: Kube, attrs: dict[str, Any], replicas: int) -> None:
+        """Set ``spec.replicas`` as another field manager (``modelform-handoff``),
+        which the autoscaler then takes over: modelform itself never sets it
+        for an autoscaled service, so it never fights the autoscaler."""
+        k.apply(
+            {"apiVersion": "apps/v1", "kind": "Deployment",
+             "metadata": {"name": attrs["name"], "namespace": attrs["namespace"]},
+             "spec": {"replicas": replicas}},
+            manager=HANDOFF,
+        )  # fmt: skip
+
+    def _autoscaled(self, k: Kube, attrs: dict[str, Any], ctx: Context) -> None:
+        """A new or newly autoscaled Deployment starts at the autoscaler's minimum,
+        not at the API server's default of 1 until the autoscaler's first sync."""
+        auto = attrs.get("autoscale")
+        if not auto:
+            return
+        dep = k.get("Deployment", str(attrs["namespace"]), str(attrs["name"]))
+        have = int((dep or {}).get("spec", {}).get("replicas") or 0)
+        if dep is not None and have < int(auto["min"]):
+            self._hand_over(k, attrs, int(auto["min"]))
+            ctx.log(f"replicas {have} → {auto['min']} (the autoscaler's minimum)")
 
     def _image(self, r: Resource, ctx: Context, opts: Options) -> str:
         client = dockerengine.client(opts.docker_host, kind="kubernetes")
@@ -431,16 +494,25 @@ class KubernetesProvider(Provider):
 
     def _events(self, k: Kube, attrs: dict[str, Any]) -> str:
         """The namespace's recent warnings about the service's pods and objects."""
-        events = k.list("Event", str(attrs["namespace"]))
+        ns = str(attrs["namespace"])
+        events = k.list("Event", ns)
         name = str(attrs["name"])
+        ours = re.compile(rf"{re.escape(name)}(-[0-9a-f]{{6,10}})?(-[0-9a-z]{{5}})?")
         lines = []
         for e in sorted(events, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime"))):
             obj = e.get("involvedObject") or {}
-            if not str(obj.get("name", "")).startswith(name):
+            if e.get("type") != "Warning" or not ours.fullmatch(str(obj.get("name", ""))):
                 continue
             lines.append(f"{obj.get('kind')}/{obj.get('name')}: {e.get('reason')}: "
                          f"{e.get('message')}")  # fmt: skip
-        return "\n".join(lines[-30:])
+        for pod in _pods_of(k.list("Pod", ns, _selector(attrs)), attrs):
+            statuses = (pod.get("status") or {}).get("containerStatuses") or []
+            restarts = sum(int(c.get("restartCount") or 0) for c in statuses)
+            if restarts or (pod.get("status") or {}).get("phase") == "Failed":
+                pname = pod["metadata"]["name"]
+                tail = k.logs(ns, pname, 40).rstrip("\n")
+                lines += [f"--- log of {pname} ---", *tail.splitlines()]
+        return "\n".join(lines[-80:])
 
     # -- check ----------------------------------------------------------------
 
@@ -454,7 +526,11 @@ class KubernetesProvider(Provider):
         if not test:
             return Check(ok=True, status=ServiceStatus.HEALTHY.value)
         k = self._kube(attrs, ctx)
-        pods = _pods_of(k.list("Pod", str(attrs["namespace"]), _selector(attrs)), attrs)
+        ns = str(attrs["namespace"])
+        pods = _pods_of(k.list("Pod", ns, _selector(attrs)), attrs)
+        dep = k.get("Deployment", ns, str(attrs["name"])) or {}
+        pods = _current(dep, k.list("ReplicaSet", ns, _selector(attrs)), pods) if dep else pods
+        pods = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
         fake = _fake_nodes(k, pods)
         if pods and len(fake) == len({p["spec"].get("nodeName") for p in pods}):
             ctx.log(
@@ -481,7 +557,7 @@ class KubernetesProvider(Provider):
     def delete(self, address: str, prior: dict[str, Any], ctx: Context) -> None:
         try:
             k = self._kube(prior, ctx)
-            if ctx.type == "target":
+            if "name" not in prior:  # the target's namespace
                 if prior.get("created"):
                     ns = str(prior["namespace"])
                     if k.delete("Namespace", None, ns):
@@ -635,7 +711,10 @@ def _annotated(obj: dict[str, Any], address: str) -> dict[str, Any]:
 def _fake_nodes(k: Kube, pods: list[dict[str, Any]]) -> set[str]:
     out = set()
     for node in {str(p["spec"].get("nodeName") or "") for p in pods} - {""}:
-        live = k.get("Node", None, node)
+        try:
+            live = k.get("Node", None, node)
+        except ProviderError:  # nodes are cluster-wide: a namespaced user may not read them
+            continue
         if live and (live["metadata"].get("annotations") or {}).get(ko.FAKE_NODE) == "fake":
             out.add(node)
     return out

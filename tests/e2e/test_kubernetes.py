@@ -256,3 +256,31 @@ def test_on_a_real_node_the_test_request_scores_through_the_service_proxy(
     cluster.yaml("replicas: 1", "replicas: 1\n    env: {ROUND: '2'}")
     bad = cluster.apply()
     assert bad.code == 1 and "test request: output differs from expect" in bad.text, bad.text
+
+
+def test_a_namespace_move_leaves_nothing_behind_and_a_foreign_namespace_is_never_claimed(
+    cluster: Cluster,
+) -> None:
+    assert cluster.apply().code == 0
+    old = cluster.namespace
+    new = f"{old}-b"
+    cluster.kubectl("create", "namespace", new)  # someone else's, before modelform comes
+    cluster.yaml(f"namespace: {old}", f"namespace: {new}")
+    plan = cluster.run("plan")
+    assert f"namespace {new} exists and is not modelform's: used as it is, never removed" in (
+        plan.out
+    ), plan.text
+    r = cluster.apply()
+    assert r.code == 0, r.text
+    gone = subprocess.run(
+        [cluster.kubectl_bin, "--kubeconfig", str(cluster.kubeconfig), "get", "namespace", old],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert gone.returncode != 0, "the namespace modelform made is removed when it moves"
+    cluster.namespace = new
+    assert cluster.get("deployment")["status"]["availableReplicas"] == 2
+    assert cluster.run("plan", "-detailed-exitcode").code == 0
+    assert cluster.run("destroy", "-auto-approve", timeout=600).code == 0
+    assert cluster.kubectl("get", "all,secret,hpa", "-l", MANAGED, "-o", "name").strip() == ""
+    assert cluster.kubectl("get", "namespace", new, "-o", "name").strip() == f"namespace/{new}"
+    cluster.kubectl("delete", "namespace", new, "--wait=false")
