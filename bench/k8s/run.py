@@ -407,9 +407,10 @@ def applied_manifests(root: Path) -> list[dict[str, Any]]:
 
 #: A sitecustomize for one plan or drift that is not timed: modelform's own
 #: count of its API requests (Kube.calls of every client, and by verb and
-#: resource), written at exit to $MODELFORM_BENCH_CALLS.
+#: resource) and the seconds they took (the refresh sends them one after
+#: another), written at exit to $MODELFORM_BENCH_CALLS.
 COUNT_CALLS = """
-import atexit, json, os
+import atexit, json, os, time
 from modelform.providers import k8s_api
 
 _kubes = []
@@ -438,12 +439,36 @@ def _counted(self, method, path, *a, **kw):
     return _request(self, method, path, *a, **kw)
 
 
+_seconds = {"requests": 0.0, "client": 0.0}
+_client = k8s_api.Kube.client.fget
+
+
+def _timed_client(self):
+    t0 = time.perf_counter()
+    try:
+        return _client(self)
+    finally:
+        _seconds["client"] += time.perf_counter() - t0
+
+
+def _timed(self, *a, **kw):
+    t0 = time.perf_counter()
+    try:
+        return _counted(self, *a, **kw)
+    finally:
+        _seconds["requests"] += time.perf_counter() - t0
+
+
 k8s_api.Kube.__init__ = _made
-k8s_api.Kube.request = _counted
+k8s_api.Kube.request = _timed
+k8s_api.Kube.client = property(_timed_client)
 
 
 def _write():
-    out = {"calls": sum(k.calls for k in _kubes), "by": dict(sorted(_by.items()))}
+    out = {"calls": sum(k.calls for k in _kubes), "by": dict(sorted(_by.items())),
+           # the requests' own time: the client's making (and the import of the
+           # kubernetes package, on the first request) left out
+           "seconds": _seconds["requests"] - _seconds["client"]}
     with open(os.environ["MODELFORM_BENCH_CALLS"], "w") as f:
         json.dump(out, f)
 
@@ -511,7 +536,11 @@ def bench_refresh(
     sides["plan"].extra["own_count"] = own_count(plan, root, env, work)
     sides["drift"].extra["own_count"] = own_count(drift, root, env, work)
     sides["get_each"].extra.update(
-        own_count={"calls": gets[-1]["gets"], "by": gets[-1]["kinds"]},
+        own_count={
+            "calls": gets[-1]["gets"],
+            "by": gets[-1]["kinds"],
+            "seconds": gets[-1]["seconds"],
+        },  # fmt: skip
         gets_seconds=summary([g["seconds"] for g in gets]),
         parallelism=args.get_parallelism,
     )
@@ -582,8 +611,9 @@ def timeline(root: Path, env: dict[str, str], cmd: list[str]) -> dict[str, Any]:
         first_service = min(first_service, t)
         what = m.group(2)
         mark = marks.setdefault(m.group(1), {})
-        for key, prefix in (("find", "image "), ("push", "pushing "), ("pushed", "pushed "),
-                            ("rollout", "rollout: "), ("complete", "complete after")):  # fmt: skip
+        for key, prefix in (("start", "Creating..."), ("find", "image "), ("push", "pushing "),
+                            ("pushed", "pushed "), ("rollout", "rollout: "),
+                            ("complete", "complete after")):  # fmt: skip
             if what.startswith(prefix):
                 mark.setdefault(key, t)
                 if key in ("rollout", "complete"):
@@ -600,6 +630,8 @@ def timeline(root: Path, env: dict[str, str], cmd: list[str]) -> dict[str, Any]:
         "first_service_line_s": round(first_service, 2),
         "last_push_done_s": round(max(pushed), 2) if pushed else None,
         "last_service_complete_s": round(max(m["complete"] for m in done), 2) if done else None,
+        # the image lookup runs under the builder's one-per-engine lock
+        "start_to_image_found_s": spans("start", "find"),
         "push_s": spans("push", "pushed"),
         "pushed_to_complete_s": spans("pushed", "complete"),
         "services": len(done),
@@ -688,7 +720,7 @@ def tables(result: dict[str, Any]) -> str:
     if ref:
         n, objs = ref["services"], sum(ref["objects"].values())
         head = ["measure", "runs", "wall: median (p10–p90; CPU)", "API requests (server)",
-                "own count", "GET-each ÷ this: requests, wall"]  # fmt: skip
+                "own count (their time)", "GET-each ÷ this: requests, wall"]  # fmt: skip
         out += [f"Refresh of {n} services ({objs} objects: "
                 + ", ".join(f"{v} {k}" for k, v in ref["objects"].items()) + ")", "",
                 "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]  # fmt: skip
@@ -700,14 +732,15 @@ def tables(result: dict[str, Any]) -> str:
             ratio = "—" if key == "get_each" else (
                 f"{alt['requests_median'] / max(fig['requests_median'], 1):.1f}×, "
                 f"{alt['median'] / fig['median']:.2f}×")  # fmt: skip
+            own = fig["own_count"]
             cells = [label, str(fig["runs"]), cell(fig), requests_cell(fig),
-                     str(fig["own_count"]["calls"]), ratio]  # fmt: skip
+                     f"{own['calls']} ({own['seconds']:.2f} s)", ratio]  # fmt: skip
             out.append("| " + " | ".join(cells) + " |")
         s = ref["setup"]
         out += ["", f"setup: apply of {n} services {s['apply_s']} s (-parallelism "
                 f"{s['parallelism']}; images built {s['images_built']}, found "
-                f"{s['images_found']}); destroy {s['destroy_s']} s; the GETs alone "
-                f"(in the process) {alt['gets_seconds']['median']:.2f} s", ""]  # fmt: skip
+                f"{s['images_found']}); destroy {s['destroy_s']} s; the GETs in the "
+                f"process: {alt['gets_seconds']['median']:.2f} s (median)", ""]  # fmt: skip
     app = result.get("apply")
     if app:
         head = ["apply to Ready", "runs", "wall: median (p10–p90; CPU)", "API requests (server)"]
@@ -725,8 +758,12 @@ def tables(result: dict[str, Any]) -> str:
                 f"timeline of one more modelform apply: first service line at "
                 f"{tl['first_service_line_s']} s, last push done {tl['last_push_done_s']} s, "
                 f"last service complete {tl['last_service_complete_s']} s, exit {tl['wall_s']} s;"
-                f" a push {tl['push_s'].get('median')} s (median), pushed → complete "
-                f"{tl['pushed_to_complete_s'].get('median')} s (median)"]  # fmt: skip
+                f" per service (median, p90): start → image found "
+                f"{tl['start_to_image_found_s'].get('median')}, "
+                f"{tl['start_to_image_found_s'].get('p90')} s; push "
+                f"{tl['push_s'].get('median')}, {tl['push_s'].get('p90')} s; pushed → Ready "
+                f"{tl['pushed_to_complete_s'].get('median')}, "
+                f"{tl['pushed_to_complete_s'].get('p90')} s"]  # fmt: skip
     return "\n".join(out)
 
 

@@ -90,6 +90,7 @@ def test_k8s_bench_runs_against_the_cluster(
     assert ref["get_each"]["requests_by"].get("GET deployments", 0) >= 3
     # modelform lists: one list per kind, whatever the number of services.
     assert ref["plan"]["own_count"]["by"].get("LIST deployments") == 1
+    assert ref["plan"]["own_count"]["seconds"] > 0
 
     app = result["apply"]
     assert app["services"] == 2
@@ -97,6 +98,7 @@ def test_k8s_bench_runs_against_the_cluster(
     assert app["modelform"]["runs"] == app["kubectl"]["runs"] == 1
     assert app["modelform"]["requests_by"].get("APPLY deployments", 0) >= 2  # server-side apply
     assert app["timeline"]["services"] == 2
+    assert app["timeline"]["start_to_image_found_s"]["median"] >= 0
     assert app["ratio_modelform_over_kubectl"] > 0
 
     assert bench_namespaces(core) == namespaces, "the bench left a namespace behind"
