@@ -11,7 +11,9 @@ with a KWOK fake node: pods turn Ready in about a second, nothing runs).
    manages (``get_each.py``: the objects modelform's state records, the
    namespace and four per service, through the same kubernetes Python client,
    10 at a time as Terraform's default parallelism). Each is a process of its
-   own, timed (wall, CPU) and counted the same way, in turn, ``--runs`` times.
+   own, timed (wall, CPU) and counted the same way, in turn, ``--runs`` times,
+   with ``modelform plan -refresh=false`` (no request: the engine's part of a
+   plan, so the refresh's part is the difference).
 2. ``apply`` of ``--apply-services`` services (20) to Ready beside ``kubectl
    apply --server-side`` of the same manifests (what modelform applies:
    ``k8s_objects.manifests`` of the services' recorded attributes) followed by
@@ -27,10 +29,11 @@ from ``GET /metrics`` (the kubeconfig's client certificate) before and after
 each process, the difference summed over the kinds these objects are of
 (namespaces, deployments, replicasets, services, secrets,
 horizontalpodautoscalers, pods, nodes; no subresources: the HPA and KWOK
-controllers' status and scale traffic stays out). The server counts every
-client, so another client busy with those kinds at that moment adds to the
-count; modelform's own count (``Kube.calls``, by a sitecustomize hook in one
-more, untimed plan and drift) and the alternative's are given beside it.
+controllers' status and scale traffic stays out; for the refresh, reads
+only). The server counts every client, so another client busy with those
+kinds at that moment adds to the count; modelform's own count (``Kube.calls``,
+by a sitecustomize hook in one more, untimed plan and drift) and the GET
+script's are given beside it, with the seconds their requests took.
 
 The KWOK node takes 110 pods: its pod capacity (status) is raised by what the
 bench adds and put back afterwards. The project is named ``mf-bench`` so its
@@ -507,6 +510,7 @@ def bench_refresh(
     built = len(re.findall(r"\] built \S+", setup.output))
     found = len(re.findall(r"\] image \S+ \(\S+\) exists: no build", setup.output))
     plan = [*MF, "plan", "-detailed-exitcode"]
+    engine_only = [*MF, "plan", "-detailed-exitcode", "-refresh=false"]
     drift = [*MF, "drift"]
     objects = recorded_objects(root)
     listing = work / "objects.json"
@@ -515,13 +519,17 @@ def bench_refresh(
                 where.kubeconfig, "--parallelism", str(args.get_parallelism)]  # fmt: skip
     # Untimed: the cluster has settled (a plan right after the apply is a no-op).
     must(run_once(plan, root, env, work / "plan.out"), plan, (0,), "No changes.")
-    sides = {"plan": Side(), "drift": Side(), "get_each": Side()}
+    # plan -refresh=false sends no request: the engine's own part of a plan.
+    sides = {"plan": Side(), "drift": Side(), "get_each": Side(), "plan_no_refresh": Side()}
     meter = Meter(cluster, ("GET", "LIST"))
     gets: list[dict[str, Any]] = []
 
     def step(name: str) -> tuple[float, float]:
         if name == "plan":
             ran = must(run_once(plan, root, env, work / "plan.out"), plan, (0,), "No changes.")
+        elif name == "plan_no_refresh":
+            out = work / "plan-no-refresh.out"
+            ran = must(run_once(engine_only, root, env, out), engine_only, (0,), "No changes.")
         elif name == "drift":
             ran = must(run_once(drift, root, env, work / "drift.out"), drift, (0,), "No drift.")
         else:
@@ -529,7 +537,8 @@ def bench_refresh(
             gets.append(json.loads(ran.output.strip().splitlines()[-1]))
         return ran.wall, ran.cpu
 
-    print(f"refresh: {args.runs} runs of plan, drift and one GET per object", file=sys.stderr)
+    print(f"refresh: {args.runs} runs of plan, drift, one GET per object and plan "
+          "-refresh=false", file=sys.stderr)  # fmt: skip
     for _ in range(args.runs):  # in turn, so a busy spell hits each alike
         for name, side in sides.items():
             meter.measure(side, partial(step, name))
@@ -726,15 +735,18 @@ def tables(result: dict[str, Any]) -> str:
                 "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]  # fmt: skip
         alt = ref["get_each"]
         labels = {"plan": "`modelform plan -detailed-exitcode`", "drift": "`modelform drift`",
-                  "get_each": f"one GET per object ({alt['parallelism']} at a time)"}  # fmt: skip
+                  "get_each": f"one GET per object ({alt['parallelism']} at a time)",
+                  "plan_no_refresh": "`modelform plan -refresh=false` (no request: the "
+                                     "engine's part of a plan)"}  # fmt: skip
         for key, label in labels.items():
             fig = ref[key]
-            ratio = "—" if key == "get_each" else (
+            ratio = "—" if key in ("get_each", "plan_no_refresh") else (
                 f"{alt['requests_median'] / max(fig['requests_median'], 1):.1f}×, "
                 f"{alt['median'] / fig['median']:.2f}×")  # fmt: skip
-            own = fig["own_count"]
-            cells = [label, str(fig["runs"]), cell(fig), requests_cell(fig),
-                     f"{own['calls']} ({own['seconds']:.2f} s)", ratio]  # fmt: skip
+            own = fig.get("own_count")
+            counts = f"{own['calls']} ({own['seconds']:.2f} s)" if own else "—"
+            reqs = requests_cell(fig) if fig["requests_by"] else f"{fig['requests_median']:g}"
+            cells = [label, str(fig["runs"]), cell(fig), reqs, counts, ratio]
             out.append("| " + " | ".join(cells) + " |")
         s = ref["setup"]
         out += ["", f"setup: apply of {n} services {s['apply_s']} s (-parallelism "
