@@ -474,6 +474,12 @@ def build(
     """
     import docker.errors
 
+    # An image built before and still tagged needs no lock: lookups of many
+    # services then run side by side instead of one after another.
+    found = None if nocache else find(client, spec, look_only=True)
+    if found is not None and found.ref:
+        log(f"image {found.ref} ({spec.digest_tag()}) exists: no build")
+        return found
     lock = _host_lock(client)
     _acquire(lock, sleep)
     try:

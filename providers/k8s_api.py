@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +86,7 @@ class Kube:
 
     def unreachable(self, e: BaseException) -> str:
         """One line for a server that does not answer: where, and the OS's words."""
-        host = getattr(getattr(self.client, "configuration", None), "host", "?")
+        host = getattr(self._client, "host", "?")
         why = str(getattr(e, "reason", "") or e)
         found = re.search(r"\[Errno -?\d+\] ([^'\")]+)", why)
         if found:
@@ -99,13 +100,9 @@ class Kube:
 
     @property
     def client(self) -> Any:
+        """The transport: modelform's own (k8s_transport) for the usual
+        kubeconfigs, the kubernetes package's client for the rest."""
         if self._client is None:
-            try:
-                from kubernetes import config
-            except ModuleNotFoundError as e:
-                if e.name != "kubernetes":
-                    raise
-                raise DiagnosticError(Diagnostic(MISSING_SDK)) from None
             if not Path(self.kubeconfig).is_file():
                 raise DiagnosticError(
                     Diagnostic(
@@ -113,17 +110,38 @@ class Kube:
                         hint="set the target's kubeconfig, or KUBECONFIG",
                     )
                 )
+            from modelform.providers import k8s_transport
+
             try:
-                self._client = config.new_client_from_config(
-                    config_file=self.kubeconfig, context=self.context
-                )
-            except Exception as e:  # noqa: BLE001 - a malformed file, an unknown context
-                raise DiagnosticError(
-                    Diagnostic(f"kubeconfig {self.where()}: {str(e).splitlines()[0]}")
-                ) from None
+                self._client = k8s_transport.load(self.kubeconfig, self.context)
+            except k8s_transport.ConfigError as e:
+                raise DiagnosticError(Diagnostic(f"kubeconfig {self.where()}: {e}")) from None
+            except (k8s_transport.Unsupported, ssl.SSLError):
+                self._client = _PackageTransport(self)
         return self._client
 
     # -- requests -------------------------------------------------------------
+
+    def send(
+        self, method: str, path: str, query: list[tuple[str, str]] | None = None,
+        body: Any = None, headers: dict[str, str] | None = None,
+    ) -> tuple[int, bytes]:  # fmt: skip
+        """One counted request: the answer's status and bytes, whatever the
+        status; ProviderError when the server cannot be reached."""
+        from urllib3.exceptions import HTTPError
+
+        from modelform.providers.k8s_transport import ConfigError
+
+        with self._lock:
+            self.calls += 1
+        client = self.client
+        try:
+            r = client.request(method, path, query, headers or {}, body, TIMEOUT)
+        except HTTPError as e:
+            raise ProviderError(self.unreachable(e)) from None
+        except ConfigError as e:  # an exec plugin failing on a refresh
+            raise ProviderError(f"kubeconfig {self.where()}: {e}") from None
+        return int(r.status), bytes(r.data)
 
     def request(
         self,
@@ -136,30 +154,16 @@ class Kube:
     ) -> Any:
         """One call; the decoded JSON answer (text with ``raw``). NotFound for 404,
         ProviderError with the server's message for anything else."""
-        from urllib3.exceptions import HTTPError
-
-        with self._lock:
-            self.calls += 1
         headers = {"Accept": "application/json" if not raw else "*/*"}
         if body is not None:
             headers["Content-Type"] = content_type
-        try:
-            r = self.client.call_api(
-                path, method, query_params=query or [], header_params=headers, body=body,
-                auth_settings=["BearerToken"], _preload_content=False,
-                _return_http_data_only=True, _request_timeout=TIMEOUT,
-            )  # fmt: skip
-        except HTTPError as e:
-            raise ProviderError(self.unreachable(e)) from None
-        except Exception as e:
-            status = getattr(e, "status", None)
-            if status is None:
-                raise ProviderError(f"API server ({self.where()}): {e}") from None
-            message = _message(getattr(e, "body", "") or "") or str(getattr(e, "reason", e))
+        status, answer = self.send(method, path, query, body, headers)
+        data = answer.decode("utf-8", errors="replace")
+        if status >= 300:
+            message = _message(data) or data.strip()[:200] or f"HTTP {status}"
             if status == 404:
-                raise NotFound(message) from None
-            raise ProviderError(f"{method} {path}: {message} (HTTP {status})") from None
-        data = r.data.decode("utf-8", errors="replace")
+                raise NotFound(message)
+            raise ProviderError(f"{method} {path}: {message} (HTTP {status})")
         return data if raw else (json.loads(data) if data else {})
 
     def path(self, kind: str, namespace: str | None, name: str | None = None) -> str:
@@ -236,21 +240,53 @@ class Kube:
         """POST ``body`` (JSON) to the service through the API server's service
         proxy: the answer's status and bytes, whatever the status."""
         url = f"/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy/{path.lstrip('/')}"
-        with self._lock:
-            self.calls += 1
+        return self.send("POST", url, None, body, {"Content-Type": "application/json", **headers})
+
+
+class _PackageTransport:
+    """The kubernetes package's client behind the transport's interface, for
+    kubeconfigs modelform does not read itself."""
+
+    def __init__(self, kube: Kube) -> None:
         try:
-            r = self.client.call_api(
-                url, "POST", header_params={"Content-Type": "application/json", **headers},
-                body=body, auth_settings=["BearerToken"], _preload_content=False,
-                _return_http_data_only=True, _request_timeout=TIMEOUT,
+            from kubernetes import config
+        except ModuleNotFoundError as e:
+            if e.name != "kubernetes":
+                raise
+            raise DiagnosticError(Diagnostic(MISSING_SDK)) from None
+        try:
+            self.api = config.new_client_from_config(
+                config_file=kube.kubeconfig, context=kube.context
+            )
+        except Exception as e:  # noqa: BLE001 - a malformed file, an unknown context
+            raise DiagnosticError(
+                Diagnostic(f"kubeconfig {kube.where()}: {str(e).splitlines()[0]}")
+            ) from None
+        self.host = self.api.configuration.host
+
+    def request(
+        self, method: str, path: str, query: list[tuple[str, str]] | None,
+        headers: dict[str, str], body: Any, timeout: tuple[float, float],
+    ) -> Any:  # fmt: skip
+        from urllib3.exceptions import HTTPError
+
+        from modelform.providers.k8s_transport import Response
+
+        try:
+            r = self.api.call_api(
+                path, method, query_params=query or [], header_params=headers, body=body,
+                auth_settings=["BearerToken"], _preload_content=False,
+                _return_http_data_only=True, _request_timeout=timeout,
             )  # fmt: skip
-            return int(r.status), bytes(r.data)
+            return Response(int(r.status), bytes(r.data))
+        except HTTPError:
+            raise
         except Exception as e:  # noqa: BLE001 - an HTTP error status is an answer too
             status = getattr(e, "status", None)
             if status is None:
-                raise ProviderError(self.unreachable(e)) from None
+                raise ProviderError(f"API server: {e}") from None
             raw = getattr(e, "body", b"") or b""
-            return int(status), raw if isinstance(raw, bytes) else str(raw).encode()
+            return Response(int(status), raw if isinstance(raw, bytes) else str(raw).encode())
 
 
 def _message(body: str | bytes) -> str:

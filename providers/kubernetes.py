@@ -27,6 +27,7 @@ fetches objects one by one.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import secrets
@@ -261,6 +262,13 @@ class KubernetesProvider(Provider):
                 snap = {}
                 for kind in LISTED:
                     snap[kind] = {o["metadata"]["name"]: o for o in k.list(kind, namespace, sel)}
+                # pods and ReplicaSets by service, matched once rather than per service
+                for kind in ("Pod", "ReplicaSet"):
+                    by: dict[str, list[dict[str, Any]]] = {}
+                    for o in snap[kind].values():
+                        instance = (o["metadata"].get("labels") or {}).get(ko.INSTANCE)
+                        by.setdefault(str(instance), []).append(o)
+                    snap[f"{kind} by service"] = by
                 self._snapshots[key] = snap
             return snap
 
@@ -285,7 +293,9 @@ class KubernetesProvider(Provider):
             return None
         if dep is None:  # deleted by hand: made again (a new uid) by the next apply
             return {**prior, "status": ServiceStatus.FAILED.value, "uid": None}
-        pods = _current(dep, snap["ReplicaSet"].values(), _pods_of(snap["Pod"].values(), prior))
+        pods = _current(
+            dep, snap["ReplicaSet by service"].get(name, []), snap["Pod by service"].get(name, [])
+        )
         status, _ = ko.rollout(dep, pods, strict=False)
         return {**prior, "status": status, "uid": dep["metadata"].get("uid")}
 
@@ -439,13 +449,17 @@ class KubernetesProvider(Provider):
         ns, name = str(attrs["namespace"]), str(attrs["name"])
         deadline = time.monotonic() + float(attrs["rollout_timeout_seconds"])
         said = ""
-        while True:
+        for tick in itertools.count(1):
             dep = k.get("Deployment", ns, name)
             if dep is None:
                 return ServiceStatus.FAILED.value, f"deployment {name} vanished during the rollout"
-            pods = _pods_of(k.list("Pod", ns, _selector(attrs)), attrs)
-            pods = _current(dep, k.list("ReplicaSet", ns, _selector(attrs)), pods)
-            status, message = ko.rollout(dep, pods, strict=True)
+            # The Deployment's status alone says when it is done (one GET); its
+            # pods are read once a second, to tell a rollout stuck on them.
+            status, message = ko.rollout(dep, [], strict=True)
+            if status == ServiceStatus.TRANSITIONING.value and tick % 4 == 0:
+                pods = _pods_of(k.list("Pod", ns, _selector(attrs)), attrs)
+                pods = _current(dep, k.list("ReplicaSet", ns, _selector(attrs)), pods)
+                status, message = ko.rollout(dep, pods, strict=True)
             line = ko.progress(dep)
             if line != said:
                 ctx.log(f"rollout: {line}")
@@ -455,7 +469,8 @@ class KubernetesProvider(Provider):
             if time.monotonic() > deadline:
                 timeout = float(attrs["rollout_timeout_seconds"])
                 return ServiceStatus.FAILED.value, f"not rolled out after {timeout:.0f} s ({line})"
-            ctx.sleep(0.5)
+            ctx.sleep(0.25)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _rollback(
         self, k: Kube, attrs: dict[str, Any], dep: dict[str, Any], before: int | None,
