@@ -1,5 +1,5 @@
 """pytest fixtures for the real parts started by scripts/testenv (Docker, Kubernetes, MinIO,
-registry).
+Azurite, registry).
 
 Registered from tests/conftest.py with ``pytest_plugins = ["tests.realparts"]``.
 
@@ -11,8 +11,8 @@ the reason and the command that starts it; with ``MODELFORM_TESTENV_STRICT=1`` (
 ``.ci/run`` always sets, and ``scripts/test`` unless told otherwise), and by default
 when ``CI=true``, it fails instead, so a broken part can never pass as skipped.
 
-Tests using these fixtures are marked ``docker``, ``k8s``, ``s3`` or ``registry``
-automatically (and may say so themselves).
+Tests using these fixtures are marked ``docker``, ``k8s``, ``s3``, ``azurite`` or
+``registry`` automatically (and may say so themselves).
 """
 
 from __future__ import annotations
@@ -45,10 +45,14 @@ _FIXTURE_MARKERS = {
     "s3_endpoint": "s3",
     "s3_bucket": "s3",
     "registry_address": "registry",
+    "azurite": "azurite",
+    "azurite_container": "azurite",
+    "azurite_queue": "azurite",
 }
 _HOW_LONG = {
     "docker": "about 1 minute cold",
     "minio": "about 3 minutes cold",
+    "azurite": "about 30 s cold (npm install)",
     "registry": "about 1.5 minutes cold",
     "k8s": "about 8-10 minutes cold",
     "kubelet": "about 2-5 minutes cold, after k8s",
@@ -362,6 +366,55 @@ def s3_bucket(s3_endpoint: S3Endpoint) -> Iterator[str]:
         for entry in page.get("Versions", []) + page.get("DeleteMarkers", []):
             s3.delete_object(Bucket=name, Key=entry["Key"], VersionId=entry["VersionId"])
     s3.delete_bucket(Bucket=name)
+
+
+# ---- Azure Storage (Azurite) --------------------------------------------------------------
+
+
+def _azurite_probe(info: dict[str, Any]) -> bool:
+    from azure.storage.blob import BlobServiceClient
+
+    # No retries: a part that is down must say so at once, not after azure-core's backoff.
+    client = BlobServiceClient.from_connection_string(
+        info["connection_string"], retry_total=0, connection_timeout=3
+    )
+    with client:
+        next(iter(client.list_containers(results_per_page=1)), None)
+    return True
+
+
+@pytest.fixture(scope="session")
+def azurite(testenv_parts: _Starter) -> str:
+    """Connection string of the real Azurite: account devstoreaccount1 with its well-known
+    key, explicit BlobEndpoint, QueueEndpoint and TableEndpoint on 127.0.0.1 (what
+    ``AzureWebJobsStorage`` is set to). Use it with the clients' ``from_connection_string``."""
+    _need_module("azure.storage.blob", "azure-storage-blob")
+    _need_module("azure.storage.queue", "azure-storage-queue")
+    return str(testenv_parts.ensure("azurite", _azurite_probe)["connection_string"])
+
+
+@pytest.fixture
+def azurite_container(azurite: str) -> Iterator[str]:
+    """A fresh, empty blob container on Azurite; deleted (with its blobs) after the test."""
+    from azure.storage.blob import BlobServiceClient
+
+    with BlobServiceClient.from_connection_string(azurite) as service:
+        name = f"mf-test-{uuid.uuid4().hex[:12]}"
+        service.create_container(name)
+        yield name
+        service.delete_container(name)
+
+
+@pytest.fixture
+def azurite_queue(azurite: str) -> Iterator[str]:
+    """A fresh, empty storage queue on Azurite; deleted after the test."""
+    from azure.storage.queue import QueueServiceClient
+
+    with QueueServiceClient.from_connection_string(azurite) as service:
+        name = f"mf-test-{uuid.uuid4().hex[:12]}"
+        service.create_queue(name)
+        yield name
+        service.delete_queue(name)
 
 
 # ---- Registry ------------------------------------------------------------------------------

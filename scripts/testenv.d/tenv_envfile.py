@@ -40,6 +40,11 @@ def write_env(layout: Layout, parts: dict[str, dict[str, Any]]) -> tuple[Path, P
         exports["AWS_ACCESS_KEY_ID"] = s3["access_key"]
         exports["AWS_SECRET_ACCESS_KEY"] = s3["secret_key"]
         exports["AWS_DEFAULT_REGION"] = s3["region"]
+    azurite = parts.get("azurite")
+    if azurite:
+        exports["MODELFORM_AZURITE_CONNECTION_STRING"] = azurite["connection_string"]
+        # The standard name, read by the az CLI and the Azure SDK samples.
+        exports["AZURE_STORAGE_CONNECTION_STRING"] = azurite["connection_string"]
     registry = parts.get("registry")
     if registry:
         exports["MODELFORM_REGISTRY"] = registry["address"]
