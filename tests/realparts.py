@@ -52,7 +52,7 @@ _FIXTURE_MARKERS = {
 _HOW_LONG = {
     "docker": "about 1 minute cold",
     "minio": "about 3 minutes cold",
-    "azurite": "about 30 s cold (npm install)",
+    "azurite": "about 30 s cold: an npm install",
     "registry": "about 1.5 minutes cold",
     "k8s": "about 8-10 minutes cold",
     "kubelet": "about 2-5 minutes cold, after k8s",

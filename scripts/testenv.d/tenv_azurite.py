@@ -65,7 +65,7 @@ class AzuritePart(Server):
     def describe(self) -> str:
         return (
             f"blob 127.0.0.1:{self.blob_port}, queue 127.0.0.1:{self.queue_port}, "
-            f"table 127.0.0.1:{self.table_port}"
+            f"table 127.0.0.1:{self.table_port} (azurite {self.version})"
         )
 
     # -- install -----------------------------------------------------------------------------
@@ -118,6 +118,13 @@ class AzuritePart(Server):
         say(f"  azurite {self.version} installed in {time.monotonic() - started:.0f} s")
 
     # -- run ---------------------------------------------------------------------------------
+
+    def up(self, build: bool) -> str:
+        # A running Azurite of another version than the pin (the pin changed) is stopped
+        # before its folder is replaced, so `up` never leaves the old one serving.
+        if self.daemon.pid() is not None and not self.built():
+            self.daemon.stop(self.stop_timeout)
+        return super().up(build)
 
     def prepare(self) -> None:
         self.fresh_data_dir()
