@@ -139,7 +139,7 @@ def apply_cmd(
             saved = not writer.failed()
             reason = "interrupted" if saved else "the state could not be saved"
             view.applied(counts, result.ok and saved, result.failed, result.logs, result.skipped,
-                         result.cancelled, reason)  # fmt: skip
+                         result.cancelled, reason, destroy=mode is Mode.DESTROY)  # fmt: skip
     if result.interrupted:
         return Exit.INTERRUPTED
     return Exit.OK if result.ok else Exit.ERROR

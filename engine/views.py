@@ -119,6 +119,7 @@ class View:
         skipped: list[str],
         cancelled: list[str],
         reason: str = "interrupted",  # why the changes in ``cancelled`` were not started
+        destroy: bool = False,  # a destroy: worded as one
     ) -> None: ...
     def data(self, value: Any, human: str) -> None: ...
 
@@ -279,7 +280,9 @@ class HumanView(View):
                 since = time.monotonic() - self._started.get(address, time.monotonic())
                 self._write(f"{address}: [{since:.0f}s] {detail}\n")
 
-    def applied(self, counts, ok, failed, logs, skipped, cancelled, reason="interrupted") -> None:  # type: ignore[no-untyped-def]
+    def applied(  # type: ignore[no-untyped-def]
+        self, counts, ok, failed, logs, skipped, cancelled, reason="interrupted", destroy=False
+    ) -> None:
         s = self._style_err
         err: list[str] = []
         for addr, why in failed.items():
@@ -293,6 +296,10 @@ class HumanView(View):
         if err:
             self._write("".join(err), err=True)
         s = self._style_out
+        if destroy:  # as Terraform words it
+            word = "Destroy complete!" if ok else "Destroy incomplete."
+            self._write(f"\n{s.bold}{word}{s.end} Resources: {counts['destroy']} destroyed.\n")
+            return
         word = "Apply complete!" if ok else "Apply incomplete."
         self._write(
             f"\n{s.bold}{word}{s.end} Resources: {counts['add']} added, "
@@ -334,7 +341,9 @@ class JsonView(View):
     def event(self, address: str, event: str, detail: str) -> None:
         self._emit({"type": "apply_event", "address": address, "event": event, "detail": detail})
 
-    def applied(self, counts, ok, failed, logs, skipped, cancelled, reason="interrupted") -> None:  # type: ignore[no-untyped-def]
+    def applied(  # type: ignore[no-untyped-def]
+        self, counts, ok, failed, logs, skipped, cancelled, reason="interrupted", destroy=False
+    ) -> None:
         self._emit({"type": "apply_result", "ok": ok, "summary": counts, "failed": failed,
                     "logs": logs, "skipped": skipped, "cancelled": cancelled})  # fmt: skip
 

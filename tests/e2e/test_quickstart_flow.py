@@ -66,5 +66,6 @@ def test_quickstart_lifecycle(tmp_path: Path) -> None:
     finally:
         r = p.run("destroy", "-auto-approve", *var)
     assert r.code == 0, r.text
+    assert "Destroy complete! Resources: 3 destroyed." in r.out  # Terraform's words
     assert our_processes(p.root) == set()
     assert p.resources() == {}
