@@ -111,9 +111,18 @@ def _properties(schema: dict[str, Any]) -> dict[str, Any]:
     return props
 
 
-def sensitive_options(schema: dict[str, Any]) -> set[str]:
-    """Top-level option names a schema marks ``"sensitive": true``."""
-    return {k for k, v in _properties(schema).items() if isinstance(v, dict) and v.get("sensitive")}
+def sensitive_options(schema: dict[str, Any]) -> set[tuple[str, ...]]:
+    """Paths of the options a schema marks ``"sensitive": true``, at any depth
+    of nested objects (``("storage", "connection_string")``)."""
+    out: set[tuple[str, ...]] = set()
+    for k, v in _properties(schema).items():
+        if not isinstance(v, dict):
+            continue
+        if v.get("sensitive"):
+            out.add((k,))
+        elif v.get("properties"):
+            out |= {(k, *rest) for rest in sensitive_options(v)}
+    return out
 
 
 def _try_info(catalog: Catalog, kind: str) -> KindInfo | None:
@@ -186,9 +195,10 @@ class _Checker:
         own = {k: v for k, v in body.items() if k not in TARGET_COMMON}
         schema = info.target_schema
         for e in self.validator(schema).iter_errors(own):
-            if keys_only and e.validator != "additionalProperties":
+            top = not e.relative_path  # an option of the target itself, not inside one
+            if keys_only and not (e.validator == "additionalProperties" and top):
                 continue
-            if e.validator == "additionalProperties":
+            if e.validator == "additionalProperties" and top:
                 known = list(_properties(schema))
                 for key in (k for k in e.instance if k not in known):
                     guess = did_you_mean(key, [*known, *TARGET_COMMON])
@@ -253,7 +263,7 @@ class _Checker:
         # ``own`` holds only the kind's options: the schema's additionalProperties
         # never fires here (unknown keys were said above).
         for e in self.validator(schema).iter_errors(own):
-            if e.validator == "required":
+            if e.validator == "required" and not e.relative_path:
                 missing = [
                     k for k in e.validator_value if k not in body and not did_you_mean(k, typos)
                 ]

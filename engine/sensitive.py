@@ -105,15 +105,27 @@ def from_config(config: Config, catalog: Catalog | None = None) -> Redactor:
             info = catalog.info(str(body.get("kind", "local")))
             if info is not None:
                 found = sensitive_options(info.target_schema)
-                keys |= found
-                values += [body[k] for k in found if k in body]
+                keys |= {path[-1] for path in found}
+                values += _at(body, found)
         for body in config.services.values():
             info = catalog.info(service_kind(data, body))
             if info is not None:
                 found = sensitive_options(info.service_schema)
-                keys |= found
-                values += [body[k] for k in found if k in body]
+                keys |= {path[-1] for path in found}
+                values += _at(body, found)
     return Redactor(values, keys)
+
+
+def _at(body: dict[str, Any], paths: set[tuple[str, ...]]) -> list[Any]:
+    """The values found at ``paths`` in ``body`` (missing ones skipped)."""
+    out = []
+    for path in paths:
+        value: Any = body
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is not None:
+            out.append(value)
+    return out
 
 
 def from_plan(plan: Plan) -> list[Any]:

@@ -24,7 +24,7 @@ from modelform.engine.diagnostics import DiagnosticError, Pos
 from modelform.engine.loader import load
 from modelform.engine.references import Ref, resolve
 from modelform.engine.values import UNKNOWN
-from tests.engine.catalogs import OPEN
+from tests.engine.catalogs import OPEN, OpenCatalog
 
 HERE = Path(__file__).parent
 CASES = sorted(p for p in (HERE / "malformed").iterdir() if p.is_dir())
@@ -373,3 +373,56 @@ def test_schema_has_descriptions_everywhere() -> None:
 
     walk(load_schema(), "#")
     assert missing == []
+
+
+def test_a_key_inside_a_target_option_is_named_where_it_is(tmp_path: Path) -> None:
+    """An unknown key inside a target's option (a toleration) is reported inside
+    it, at its own line, not as an unknown option of the target."""
+    (tmp_path / "s.py").write_text("")
+    (tmp_path / "modelform.yaml").write_text(
+        "project: p\n"
+        "targets:\n"
+        "  prod:\n"
+        "    kind: kubernetes\n"
+        "    registry: r:5000\n"
+        "    tolerations:\n"
+        "      - key: gpu\n"
+        "        efect: NoSchedule\n"
+        "services:\n"
+        "  a: {entry_script: s.py, port: 9000, target: prod}\n"
+    )
+    with pytest.raises(DiagnosticError) as e:
+        load(tmp_path / "modelform.yaml")
+    text = str(e.value)
+    assert 'unknown key "efect" in targets.prod.tolerations[0] (did you mean "effect"?)' in text
+    assert "modelform.yaml:8:9" in text
+    assert "unknown option" not in text
+
+
+def test_a_sensitive_option_nested_in_a_target_option_is_masked(tmp_path: Path) -> None:
+    from modelform.engine.kinds import KindInfo
+    from modelform.engine.sensitive import MASK, from_config
+
+    class Vault(OpenCatalog):
+        def info(self, kind: str) -> KindInfo:
+            info = super().info(kind)
+            if kind != "vault":
+                return info
+            storage = {"type": "object", "properties": {
+                "endpoint": {"type": "string"},
+                "connection_string": {"type": "string", "sensitive": True}}}  # fmt: skip
+            info.target_schema = {"type": "object", "properties": {"storage": storage}}
+            return info
+
+    (tmp_path / "s.py").write_text("")
+    (tmp_path / "modelform.yaml").write_text(
+        "project: p\n"
+        "targets:\n"
+        "  v: {kind: vault, storage: {endpoint: e, connection_string: AccountKey=s3cr3t}}\n"
+        "services:\n  a: {entry_script: s.py, port: 9000, target: v}\n"
+    )
+    cfg = load(tmp_path / "modelform.yaml", catalog=Vault())
+    redactor = from_config(cfg, Vault())
+    assert redactor.text("conn: AccountKey=s3cr3t") == f"conn: {MASK}"
+    masked = redactor.value(cfg.targets["v"])
+    assert masked["storage"] == {"endpoint": "e", "connection_string": MASK}

@@ -154,14 +154,7 @@ def test_defaults_fill_in_and_a_minimal_target_loads(tmp_path: Path) -> None:
         ("{}", "should be non-empty"),
         ("{region: eu-west-1}", "'endpoint' is a dependency of 'region'"),
         ("{endpoint: ftp://h}", "is not valid"),
-        pytest.param(
-            "{endpont: http://h}", 'unknown key "endpont" in targets.fn.storage',
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="engine/kinds.py reports a nested unknown key of a target option as an "
-                "unknown top-level option at the target's line",
-            ),
-        ),
+        ("{endpont: http://h}", 'unknown key "endpont" in targets.fn.storage'),
     ],
 )  # fmt: skip
 def test_a_bad_storage_is_an_error_at_its_line(tmp_path: Path, storage: str, message: str) -> None:
