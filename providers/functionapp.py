@@ -1,0 +1,428 @@
+"""The functionapp target: each service becomes a genuine Azure Functions
+Python v2 app (:mod:`modelform.providers.funcapp_package`), run here by
+modelform's local functions host (:mod:`modelform.runtime.functions`) against
+the target's storage — S3-compatible (MinIO) or Azure Storage (Azurite, an
+account) — with the service's trigger (HTTP, blob, storage queue, service
+bus) and an HTTP function beside it.
+
+The host runs as a detached process on 127.0.0.1 and the service's port
+(``run_as: process``, the default). What the plan compares is the app's
+digest (every file of it: entry script, exact model version, trigger,
+settings), the port and the trigger; the refresh asks the running host
+which app it serves (``/admin/host/status``), so a host that was killed or
+that serves another app is drift.
+
+The storage's secret (an Azure connection string) reaches the host as the
+``AzureWebJobsStorage`` app setting in its environment; it is never written
+to the app folder, never printed. S3 credentials are the host's AWS
+environment, as for modelform itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from modelform.plugin import (
+    PROTOCOL_VERSION,
+    UNKNOWN,
+    Action,
+    Applied,
+    ApplyRequest,
+    Cancelled,
+    Check,
+    Context,
+    Diagnostic,
+    DiagnosticError,
+    Proposal,
+    Provider,
+    ProviderError,
+    Resource,
+    ServiceStatus,
+    check_test_response,
+)
+from modelform.providers import funcapp_package as fp
+from modelform.providers import local_process as proc
+from modelform.providers.funcapp_config import (
+    SERVICE_SCHEMA,
+    STORAGE_SETTING,
+    TARGET_SCHEMA,
+    Options,
+    check_trigger,
+    normalize,
+    options,
+)
+from modelform.providers.funcapp_trigger import function_name, http_function_name
+
+#: Attributes only a running host has; not compared as desired state.
+COMPUTED = ("pid", "started", "key")
+REPLACE_ON = {"port"}
+STARTUP_SECONDS = 120.0
+
+ATTRIBUTES = {
+    "host": "127.0.0.1.",
+    "port": "The port the functions host listens on.",
+    "url": "http://127.0.0.1:PORT, the functions host.",
+    "route": "The HTTP function's route: requests go to URL/api/ROUTE.",
+    "trigger": "The service's trigger, with its defaults filled in.",
+    "functions": "The app's functions: name → trigger kind.",
+    "storage": "Where blobs and queues are (no secret).",
+    "app_digest": "Digest of every file of the app (sha256:…).",
+    "app_dir": "The folder the host runs the app from.",
+    "models": "Model name → NAME:VERSION the app carries.",
+    "auth": "none or key (the HTTP function's level: function with a key).",
+    "run_as": "process.",
+    "host_id": "The id the host keeps its blob receipts under.",
+    "status": "Healthy, Transitioning, Unhealthy or Failed.",
+    "pid": "The host's process id.",
+    "started": "The process's start time (clock ticks since boot).",
+    "key": "The function key, with auth: key (sensitive).",
+}
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def host_status(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
+    """The host's ``/admin/host/status`` document, or None if it does not answer."""
+    try:
+        with urllib.request.urlopen(url + "/admin/host/status", timeout=timeout) as r:
+            doc = json.loads(r.read())
+            return doc if isinstance(doc, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
+class FunctionAppProvider(Provider):
+    kind = "functionapp"
+    protocol_version = PROTOCOL_VERSION
+    description = (
+        "An Azure Functions Python v2 app per service (HTTP, blob, queue, service-bus "
+        "triggers), run here by modelform's functions host on S3 or Azure Storage."
+    )
+
+    def target_schema(self) -> dict[str, Any]:
+        return TARGET_SCHEMA
+
+    def service_schema(self) -> dict[str, Any]:
+        return SERVICE_SCHEMA
+
+    def attributes(self, resource_type: str) -> dict[str, str] | None:
+        return dict(ATTRIBUTES) if resource_type == "service" else None
+
+    def identity(self, attributes: dict[str, Any]) -> str | None:
+        pid = attributes.get("pid")
+        return None if pid is None else f"{pid}:{attributes.get('started')}"
+
+    def validate(self, resource: Resource, ctx: Context) -> list[Diagnostic]:
+        if resource.type != "service":
+            return []
+        opts = options(ctx.target, resource.pos)
+        out = check_trigger(resource, opts.storage.kind if opts.storage else None)
+        if opts.run_as != "process":
+            out.append(
+                Diagnostic(
+                    f"{resource.address}: run_as: {opts.run_as} is planned, not built yet; "
+                    "use run_as: process",
+                    resource.option_pos("target"),
+                )
+            )
+        return out
+
+    # -- plan -------------------------------------------------------------------
+    def _app(self, r: Resource, ctx: Context, register: bool = False) -> fp.AppSpec:
+        return fp.spec_from_resource(r, ctx, register_models=register)
+
+    def _desired(self, r: Resource, ctx: Context, opts: Options) -> dict[str, Any]:
+        cfg = r.config
+        auth = str(cfg.get("auth") or "none")
+        trigger = normalize(dict(cfg.get("trigger") or {"kind": "http"}), auth)
+        with tempfile.TemporaryDirectory(prefix="modelform-app-") as tmp:
+            digest = fp.write_app(self._app(r, ctx), Path(tmp) / "app")
+        functions = {function_name(r.name): str(trigger["kind"])}
+        if trigger["kind"] != "http":
+            functions[http_function_name(r.name)] = "http"
+        models = {n: r.inputs[f"model.{n}"]["ref"] for n in cfg.get("models", [])}
+        port = int(cfg["port"])
+        return {
+            "host": "127.0.0.1",
+            "port": port,
+            "url": f"http://127.0.0.1:{port}",
+            "route": str(trigger.get("route") or "score") if trigger["kind"] == "http"
+            else "score",
+            "trigger": trigger,
+            "functions": functions,
+            "storage": opts.storage.describe() if opts.storage else None,
+            "app_digest": digest,
+            "app_dir": str(ctx.work_dir / "functionapps" / r.name / digest.split(":")[-1][:16]),
+            "models": models,
+            "auth": auth,
+            "run_as": opts.run_as,
+            "host_id": f"{ctx.project}-{r.name}",
+            "status": ServiceStatus.HEALTHY.value,
+        }  # fmt: skip
+
+    def plan(self, resource: Resource, prior: dict[str, Any] | None, ctx: Context) -> Proposal:
+        opts = options(ctx.target, resource.pos)
+        planned = self._desired(resource, ctx, opts)
+        changed = (
+            prior is None or ctx.replacing or any(prior.get(k) != v for k, v in planned.items())
+        )
+        if prior and prior.get("status") == ServiceStatus.TRANSITIONING.value:
+            if all(prior.get(k) == v for k, v in planned.items() if k != "status"):
+                planned["status"] = prior["status"]
+                changed = False
+        for k in COMPUTED:
+            planned[k] = UNKNOWN if changed or prior is None else prior.get(k)
+        planned["key"] = None
+        if planned["auth"] == "key":
+            planned["key"] = prior.get("key") if prior and prior.get("key") else UNKNOWN
+        return Proposal(
+            planned,
+            requires_replace=set(REPLACE_ON),
+            reasons=_reasons(prior, planned),
+            notes=_notes(prior, planned),
+            sensitive={"key"},
+        )
+
+    # -- refresh ----------------------------------------------------------------
+    def read(self, prior: dict[str, Any], ctx: Context) -> dict[str, Any] | None:
+        pid, started = prior.get("pid"), prior.get("started")
+        if not isinstance(pid, int) or not proc.alive(pid, started):
+            return None
+        doc = host_status(str(prior["url"]))
+        if doc is None:
+            return {**prior, "status": ServiceStatus.UNHEALTHY.value}
+        running = doc.get("state") == "Running"
+        status = ServiceStatus.HEALTHY.value if running else ServiceStatus.UNHEALTHY.value
+        return {**prior, "status": status, "app_digest": doc.get("app_digest")}
+
+    def discover(self, ctx: Context) -> list[dict[str, Any]]:
+        out = []
+        for f in proc.find(ctx.project_dir.resolve()):
+            if not f.address.startswith("service."):
+                continue
+            attrs = dict(f.attributes or {})
+            if attrs.get("run_as") is None:  # another kind's process (local)
+                continue
+            attrs.update(pid=f.pid, started=f.started)
+            doc = host_status(str(attrs.get("url", "")))
+            attrs["status"] = ServiceStatus.HEALTHY.value if doc else ServiceStatus.UNHEALTHY.value
+            out.append({"address": f.address, "attributes": attrs, "complete": False})
+        return out
+
+    # -- apply ------------------------------------------------------------------
+    def _start(self, r: Resource, planned: dict[str, Any], ctx: Context) -> dict[str, Any]:
+        opts = options(ctx.target, r.pos)
+        app_dir = Path(planned["app_dir"])
+        digest = self._write(r, ctx, app_dir)
+        if digest != planned["app_digest"]:  # the files changed since the plan
+            raise ProviderError(
+                f"{r.address}: the app's files changed since the plan ({planned['app_digest']} "
+                f"→ {digest}): plan again"
+            )
+        key = planned.get("key")
+        if planned["auth"] == "key" and not isinstance(key, str):
+            key = secrets.token_urlsafe(32)
+        attrs = {k: v for k, v in planned.items() if k not in COMPUTED}
+        argv = [
+            sys.executable, "-m", "modelform.runtime.functions", str(app_dir),
+            "--host", planned["host"], "--port", str(planned["port"]),
+            "--host-id", str(planned["host_id"]), "--poll-seconds", str(opts.poll_seconds),
+        ]  # fmt: skip
+        env = dict(os.environ)
+        if opts.storage is not None:
+            env[STORAGE_SETTING] = opts.storage.setting()
+        env.pop(fp.FUNCTION_KEY_SETTING, None)
+        if key:
+            env[fp.FUNCTION_KEY_SETTING] = key
+        env[proc.PROJECT_ENV] = str(ctx.project_dir.resolve())
+        env[proc.ADDRESS_ENV] = r.address
+        env[proc.ATTRS_ENV] = json.dumps(attrs)
+        log = ctx.work_dir / "logs" / f"{r.name}.log"
+        pid, started = proc.spawn(argv, env, app_dir, log)
+        made = {**attrs, "key": key, "pid": pid, "started": started,
+                "status": ServiceStatus.TRANSITIONING.value}  # fmt: skip
+        ctx.log(f"functions host pid {pid} serving {app_dir.name}; waiting for {planned['url']}")
+        timeout = float(ctx.target.get("startup_timeout") or STARTUP_SECONDS)
+        deadline = time.monotonic() + timeout
+        while True:
+            if not proc.alive(pid, started):
+                raise ProviderError(
+                    f"{r.address}: the functions host exited before it was ready",
+                    log=_tail(log),
+                    status=ServiceStatus.FAILED.value,
+                )
+            doc = host_status(planned["url"], timeout=1.0)
+            if doc is not None and doc.get("state") == "Running":
+                if doc.get("app_digest") != digest:
+                    proc.stop(pid, started)
+                    raise ProviderError(
+                        f"{r.address}: the host on port {planned['port']} serves another app "
+                        f"({doc.get('app_digest')})",
+                        log=_tail(log),
+                        status=ServiceStatus.FAILED.value,
+                    )
+                break
+            if time.monotonic() > deadline:
+                proc.stop(pid, started)
+                raise ProviderError(
+                    f"{r.address}: not running after {timeout:.0f} s",
+                    log=_tail(log),
+                    status=ServiceStatus.FAILED.value,
+                )
+            try:
+                ctx.sleep(0.1)
+            except Cancelled as e:
+                msg = f"{r.address}: interrupted while waiting for the host"
+                raise Cancelled(msg, attributes=made) from e
+        names = ", ".join(f"{n} ({k})" for n, k in planned["functions"].items())
+        ctx.log(f"functions host running: {names}")
+        return {**made, "status": ServiceStatus.HEALTHY.value}
+
+    def _write(self, r: Resource, ctx: Context, app_dir: Path) -> str:
+        """The app written to ``app_dir`` (again, if it is there: the same
+        inputs give the same bytes); its digest."""
+        try:
+            if app_dir.exists():
+                shutil.rmtree(app_dir)
+            app_dir.parent.mkdir(parents=True, exist_ok=True)
+            return fp.write_app(self._app(r, ctx, register=True), app_dir)
+        except fp.PackageError as e:
+            raise ProviderError(f"{r.address}: {e}") from None
+
+    def apply(self, request: ApplyRequest, ctx: Context) -> Applied:
+        resource, prior, planned = request.resource, request.prior, request.planned
+        if prior and request.action is Action.REPLACE and prior.get("port") != planned["port"]:
+            new = self._start(resource, planned, ctx)  # the new port serves first
+            self.delete(resource.address, prior, ctx)
+            return Applied(new)
+        if prior:
+            self._stop(prior)
+        return Applied(self._start(resource, planned, ctx))
+
+    def check(self, request: ApplyRequest, applied: Applied, ctx: Context) -> Check:
+        attrs = applied.attributes
+        test = request.resource.config.get("test")
+        if not test:
+            return Check(ok=True, status=ServiceStatus.HEALTHY.value)
+        ctx.log(f"running the service's test request (POST /api/{attrs['route']})")
+        try:
+            status, body = _post(attrs, json.dumps(test.get("request")).encode())
+            check_test_response(test, status, body)
+        except ProviderError as e:
+            return Check(ok=False, status=ServiceStatus.UNHEALTHY.value, message=str(e), log=e.log)
+        return Check(ok=True, status=ServiceStatus.HEALTHY.value)
+
+    def _stop(self, prior: dict[str, Any]) -> None:
+        pid = prior.get("pid")
+        if isinstance(pid, int):
+            proc.stop(pid, prior.get("started"), grace=15.0)
+
+    def delete(self, address: str, prior: dict[str, Any], ctx: Context) -> None:
+        self._stop(prior)
+        app_dir = prior.get("app_dir")
+        if isinstance(app_dir, str) and Path(app_dir).is_dir():
+            shutil.rmtree(app_dir, ignore_errors=True)
+
+    # -- day two ------------------------------------------------------------------
+    def logs(self, address: str, attributes: dict[str, Any], ctx: Context, tail: int = 200) -> str:
+        name = address.split(".", 1)[-1]
+        return _tail(ctx.work_dir / "logs" / f"{name}.log", tail)
+
+    def invoke(
+        self, attributes: dict[str, Any], body: bytes, ctx: Context
+    ) -> tuple[int, bytes] | None:
+        return _post(attributes, body)
+
+    def status_detail(self, attributes: dict[str, Any], ctx: Context) -> str:
+        doc = host_status(str(attributes.get("url", "")))
+        if doc is None:
+            return ""
+        counts = doc.get("counts") or {}
+        total = {k: sum(int(c.get(k, 0) or 0) for c in counts.values()) for k in
+                 ("invocations", "failures", "poisoned")}  # fmt: skip
+        return (
+            f"{total['invocations']} invocations, {total['failures']} failed, "
+            f"{total['poisoned']} poisoned"
+        )
+
+    def package(self, resource: Resource, ctx: Context, push: bool) -> dict[str, Any]:
+        if push:
+            raise DiagnosticError(
+                Diagnostic(
+                    "--push: a function app is published to Azure with its zip "
+                    "(az functionapp deployment source config-zip), not pushed by modelform",
+                    resource.pos,
+                )
+            )
+        out = ctx.work_dir / "packages" / resource.name
+        try:
+            if out.exists():
+                shutil.rmtree(out)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            digest = fp.write_app(self._app(resource, ctx), out / "app")
+        except fp.PackageError as e:
+            raise ProviderError(f"{resource.address}: {e}") from None
+        zipped = fp.package_zip(out / "app", out / f"{resource.name}.zip")
+        return {"app_dir": str(out / "app"), "zip": str(zipped), "app_digest": digest}
+
+
+def _post(attrs: dict[str, Any], body: bytes, timeout: float = 60.0) -> tuple[int, bytes]:
+    """POST ``body`` to the app's HTTP function, with the function key if any."""
+    headers = {"Content-Type": "application/json"}
+    if attrs.get("key"):
+        headers["x-functions-key"] = str(attrs["key"])
+    url = f"{str(attrs['url']).rstrip('/')}/api/{attrs.get('route') or 'score'}"
+    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return int(r.status), bytes(r.read())
+    except urllib.error.HTTPError as e:
+        return int(e.code), bytes(e.read())
+    except OSError as e:
+        raise ProviderError(f"cannot reach {url}: {getattr(e, 'reason', e)}") from None
+
+
+def _reasons(prior: dict[str, Any] | None, planned: dict[str, Any]) -> dict[str, str]:
+    if not prior:
+        return {}
+    out: dict[str, str] = {}
+    why = []
+    for n, ref in planned["models"].items():
+        old = (prior.get("models") or {}).get(n)
+        if old != ref:
+            why.append(f"model {n}: {old or 'none'} → {ref}")
+    if prior.get("trigger") != planned["trigger"]:
+        why.append("the trigger changed")
+    if prior.get("app_digest") != planned["app_digest"]:
+        changed = "the app's files changed (entry script, code, settings)"
+        out["app_digest"] = "; ".join(why) or changed
+    if prior.get("status") != planned["status"]:
+        out["status"] = f"the host is {prior.get('status')}: restart"
+    return out
+
+
+def _notes(prior: dict[str, Any] | None, planned: dict[str, Any]) -> list[str]:
+    notes = []
+    if planned["trigger"]["kind"] == "servicebus":
+        notes.append(
+            "service bus: configuration checked; the transport (azure-servicebus) is not "
+            "exercised against a broker here"
+        )
+    if prior and prior.get("port") != planned["port"]:
+        notes.append("the host on the new port starts before the old one stops")
+    return notes
