@@ -42,7 +42,8 @@ def register(app: typer.Typer) -> None:
         service: str, push: Push = False, var: Var = None, var_file: VarFile = None,
         json_out: Json = False,
     ) -> None:  # fmt: skip
-        """Build (and with --push, push) a service's image without deploying it."""
+        """Build a service's artefact without deploying it: its image (--push: pushed
+        too), or its function app folder and zip."""
         view = make_view(json_out)
 
         def body() -> int:
@@ -74,6 +75,9 @@ def register(app: typer.Typer) -> None:
             except ProviderError as e:
                 view.error(str(e), e.log)
                 return Exit.ERROR
+            if "image" not in out:  # another artefact (a function app): its own line
+                view.data(out, str(out.get("summary", out)))
+                return Exit.OK
             what = "built" if out["built"] else "already built"
             human = f"{out['image']} ({out['digest_tag'].rsplit(':', 1)[1]}): {what}"
             if out["pushed"]:

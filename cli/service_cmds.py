@@ -17,6 +17,7 @@ from modelform.engine import graph as graphs
 from modelform.engine.diagnostics import Diagnostic, DiagnosticError
 from modelform.engine.exitcodes import Exit
 from modelform.engine.modelstore import open_store
+from modelform.engine.planner import resolve_node
 from modelform.engine.resources import child_index
 from modelform.engine.servicetest import post_score
 from modelform.engine.views import View
@@ -52,10 +53,24 @@ def register(app: typer.Typer) -> None:
 
         def body() -> int:
             ws = workspace(view, var, var_file)
-            nodes = ws.run(None).desired()
+            run = ws.run(None)
+            nodes = run.desired()
             graphs.build(nodes)
+            problems: list[Diagnostic] = []
             for node in nodes.values():
-                ws.registry.get(node.provider)
+                provider = ws.registry.get(node.provider)
+                if node.type != "service":
+                    continue
+                # The provider's own checks (a trigger's settings, autoscale's
+                # bounds), on the options as written: what refers to other
+                # resources is not known yet, and the checks skip it.
+                resource, ctx = resolve_node(node, {}, ws.config, run)
+                try:
+                    problems += provider.validate(resource, ctx)
+                except DiagnosticError as e:
+                    problems += e.diagnostics
+            if problems:
+                raise DiagnosticError(*problems)
             view.data({"valid": True, "resources": len(nodes)},
                       f"The project file is valid ({len(nodes)} resources).")  # fmt: skip
             return Exit.OK

@@ -378,7 +378,11 @@ class FunctionAppProvider(Provider):
         except fp.PackageError as e:
             raise ProviderError(f"{resource.address}: {e}") from None
         zipped = fp.package_zip(out / "app", out / f"{resource.name}.zip")
-        return {"app_dir": str(out / "app"), "zip": str(zipped), "app_digest": digest}
+        short = digest.split(":")[-1][:16]
+        return {
+            "app_dir": str(out / "app"), "zip": str(zipped), "app_digest": digest,
+            "summary": f"function app {out / 'app'} ({short}), zip {zipped}",
+        }  # fmt: skip
 
 
 def _post(attrs: dict[str, Any], body: bytes, timeout: float = 60.0) -> tuple[int, bytes]:
