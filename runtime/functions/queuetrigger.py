@@ -137,20 +137,27 @@ class QueueTrigger:
                 self._trouble(f"Azure Queue {self.queue_name}: {_line(error)}")
             if received == 0:
                 self._stop.wait(self.poll_seconds)
-            else:
-                self._wait_for_room()
+            elif client is not None:
+                self._wait_for_room(client)
 
     def _trouble(self, message: str) -> None:
         if message != self.error:
             self.log.error("listener_error", function=self.name, error=message)
         self.healthy, self.error = False, message
 
-    def _wait_for_room(self) -> None:
-        """The real host's newBatchThreshold: fetch more once half a batch is left."""
+    def _wait_for_room(self, client: Any) -> None:
+        """The real host's newBatchThreshold: fetch more once half a batch is left (hiding
+        the messages still running again meanwhile)."""
         assert self._workers is not None
         threshold = max(1, self.options.batch_size // 2)
+        extended = time.monotonic()
         while self._workers.pending >= threshold and not self._stop.wait(0.01):
-            pass
+            if time.monotonic() - extended > 0.5:
+                extended = time.monotonic()
+                try:
+                    self._extend(client)
+                except self.service.error_types as error:
+                    self._trouble(f"Azure Queue {self.queue_name}: {_line(error)}")
 
     def _receive(self, client: Any) -> int:
         assert self._workers is not None

@@ -256,3 +256,19 @@ def test_upload_to_output_latency_on_minio(
         assert host.status()["counts"]["score"]["invocations"] == 200
     finally:
         kit.cleanup(host_id, "score")
+
+
+def test_a_run_longer_than_the_lease_is_renewed_not_taken_over(
+    kit: Kit, host_id: str, tmp_path: Path, hosts: HostFactory
+) -> None:
+    app_dir, runlog = _app(tmp_path)
+    env = {**kit.env, "RUNLOG": str(runlog)}
+    args = ("--host-id", host_id, "--lease-seconds", "2", "--poll-seconds", "0.2")
+    first = hosts.start(app_dir, env, *args)
+    second = hosts.start(app_dir, env, *args)
+    kit.put("input/long.json", json.dumps({"data": [3], "sleep": 5}).encode())
+    _wait_outputs(kit, 1, 30, [first, second])
+    time.sleep(1.0)
+    assert run_counts(runlog)[f"{kit.container}/input/long.json"] == 1
+    assert first.events("in_flight_takeover") == second.events("in_flight_takeover") == []
+    assert _total([first, second], "invocations") == 1

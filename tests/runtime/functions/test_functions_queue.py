@@ -15,6 +15,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.azurite, pytest.mark.timeout(180)]
 
 QUEUE_APP = """
 import json
+import time
 
 import azure.functions as func
 
@@ -25,6 +26,7 @@ app = func.FunctionApp()
 @app.queue_output(arg_name="reply", queue_name="%IN_QUEUE%-out", connection="AzureWebJobsStorage")
 def answer(msg: func.QueueMessage, reply: func.Out[str]) -> None:
     doc = msg.get_json()
+    time.sleep(doc.get("sleep", 0))
     if doc.get("fail"):
         raise RuntimeError(f"cannot answer {msg.id} (dequeue {msg.dequeue_count})")
     reply.set(json.dumps({"sum": sum(doc["data"]), "id": msg.id, "dequeue": msg.dequeue_count}))
@@ -125,3 +127,23 @@ def test_a_message_dequeued_too_often_goes_to_poison_without_a_run(
     finally:
         poison.delete_queue()
         replies.delete_queue()
+
+
+def test_a_run_longer_than_the_lease_keeps_its_message_hidden(
+    azurite: str, azurite_queue: str, tmp_path: Path, hosts: HostFactory
+) -> None:
+    app_dir = write_app(tmp_path / "app", QUEUE_APP)
+    env = {"AzureWebJobsStorage": azurite, "IN_QUEUE": azurite_queue}
+    host = hosts.start(app_dir, env, "--poll-seconds", "0.2", "--lease-seconds", "2")
+    requests = _queue(azurite, azurite_queue)
+    replies = _queue(azurite, f"{azurite_queue}-out")
+    try:
+        requests.send_message(json.dumps({"data": [4], "sleep": 4}))
+        answers = _drain(replies, 1, 30)
+        assert [json.loads(body)["sum"] for body in answers] == [4]
+        time.sleep(2.5)  # had the message come back, a second run would have started
+        assert host.status()["counts"]["answer"]["invocations"] == 1
+        assert _drain(replies, 1, 0.5) == []
+    finally:
+        replies.delete_queue()
+        _queue(azurite, f"{azurite_queue}-poison").delete_queue()
