@@ -205,6 +205,8 @@ class BlobTrigger:
             # come back, its receipt is read once.
             self._settled &= present
             self._known &= present
+            for gone in [key for key in self._recheck if key not in present]:
+                del self._recheck[gone]
 
     def _renew_leases(self) -> None:
         now = time.monotonic()
