@@ -62,6 +62,7 @@ from modelform.providers.funcapp_config import (
     options,
 )
 from modelform.providers.funcapp_trigger import function_name, http_function_name
+from modelform.runtime.functions.settings import sanitize_host_id
 
 #: Attributes only a running host has; not compared as desired state.
 COMPUTED = ("pid", "started", "key")
@@ -171,7 +172,7 @@ class FunctionAppProvider(Provider):
             "models": models,
             "auth": auth,
             "run_as": opts.run_as,
-            "host_id": f"{ctx.project}-{r.name}",
+            "host_id": sanitize_host_id(f"{ctx.project}-{r.name}"),
             "status": ServiceStatus.HEALTHY.value,
         }  # fmt: skip
 
@@ -337,6 +338,29 @@ class FunctionAppProvider(Provider):
         app_dir = prior.get("app_dir")
         if isinstance(app_dir, str) and Path(app_dir).is_dir():
             shutil.rmtree(app_dir, ignore_errors=True)
+        opts = options(ctx.target) if ctx.target else None
+        if opts and opts.delete_receipts_on_destroy and opts.storage and prior.get("host_id"):
+            self._delete_receipts(str(prior["host_id"]), opts, ctx)
+
+    def _delete_receipts(self, host_id: str, opts: Options, ctx: Context) -> None:
+        """The blob receipts the host kept under its id (delete_receipts_on_destroy):
+        a new app would then process the same blobs again."""
+        from modelform.runtime.functions.receipts import RECEIPTS_CONTAINER
+        from modelform.runtime.functions.settings import SettingsError, storage_from_setting
+        from modelform.runtime.functions.stores import StoreError, open_store
+
+        assert opts.storage is not None
+        prefix = f"blobreceipts/{host_id}/"
+        try:
+            store = open_store(
+                storage_from_setting(STORAGE_SETTING, {STORAGE_SETTING: opts.storage.setting()})
+            )
+            entries = store.listing(RECEIPTS_CONTAINER, prefix)
+            for e in entries:
+                store.delete(RECEIPTS_CONTAINER, e.name)
+        except (SettingsError, StoreError) as e:
+            raise ProviderError(f"cannot delete the blob receipts under {prefix}: {e}") from None
+        ctx.log(f"deleted {len(entries)} blob receipts under {RECEIPTS_CONTAINER}/{prefix}")
 
     # -- day two ------------------------------------------------------------------
     def logs(self, address: str, attributes: dict[str, Any], ctx: Context, tail: int = 200) -> str:

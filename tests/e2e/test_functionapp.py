@@ -110,6 +110,11 @@ def test_the_example_scores_blobs_and_http_and_plans_no_change(
         r = p.run("destroy", "-auto-approve", "-var", f"storage={s3_endpoint.url}")
     assert r.code == 0, r.text
     assert our_processes(p.root) == set()
+    # the receipts stay (as on Azure): the same blob is not processed again by a new app
+    kept = s3.list_objects_v2(
+        Bucket="azure-webjobs-hosts", Prefix="blobreceipts/diabetes-diabetes/"
+    )
+    assert any(o["Key"].endswith("/input/first.json") for o in kept.get("Contents", []))
 
 
 @pytest.mark.s3
@@ -164,6 +169,8 @@ def test_on_azurite_and_the_connection_string_never_shows(
     text = text.replace('storage: {endpoint: "${var.storage}"}',
                         'storage: {connection_string: "${var.conn}"}')  # fmt: skip
     text = text.replace("variables:\n", "variables:\n  conn: {sensitive: true}\n")
+    text = text.replace("    kind: functionapp\n", "    kind: functionapp\n"
+                        "    delete_receipts_on_destroy: true\n")  # fmt: skip
     (p.root / "modelform.yaml").write_text(text)
     var = ("-var", f"conn={azurite}")
     outputs = []
@@ -189,6 +196,11 @@ def test_on_azurite_and_the_connection_string_never_shows(
     finally:
         r = p.run("destroy", "-auto-approve", *var)
         outputs.append(r.text)
+    assert (
+        "deleted 1 blob receipts under azure-webjobs-hosts/blobreceipts/diabetes-diabetes/" in r.out
+    )
+    receipts = blobs.get_container_client("azure-webjobs-hosts")
+    assert not list(receipts.list_blobs(name_starts_with="blobreceipts/diabetes-diabetes/"))
     for text in outputs[:-2] + outputs[-1:]:  # state pull prints the state as it is
         assert account_key not in text
     app_files = (p.root / ".modelform").rglob("*")
