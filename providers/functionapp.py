@@ -438,7 +438,10 @@ def _reasons(prior: dict[str, Any] | None, planned: dict[str, Any]) -> dict[str,
         why.append("the trigger changed")
     if prior.get("app_digest") != planned["app_digest"]:
         changed = "the app's files changed (entry script, code, settings)"
-        out["app_digest"] = "; ".join(why) or changed
+        # one reason for the app and what follows from it (its folder, its models)
+        for key in ("app_digest", "app_dir", "models", "trigger", "functions", "route"):
+            if prior.get(key) != planned.get(key):
+                out[key] = "; ".join(why) or changed
     if prior.get("status") != planned["status"]:
         out["status"] = f"the host is {prior.get('status')}: restart"
     return out
