@@ -267,7 +267,7 @@ class ContainerProvider(Provider):
         if req.action is Action.UPDATE and prior is not None:
             if old is None and is_known(planned.get("container_id")):
                 raise ProviderError(
-                    f"{r.address}: its container {prior.get('id')} is gone since the plan was "
+                    f"its container {prior.get('id')} is gone since the plan was "
                     "made; apply again to create it"
                 )
             if old is not None:

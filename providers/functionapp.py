@@ -68,6 +68,8 @@ from modelform.runtime.functions.settings import sanitize_host_id
 COMPUTED = ("pid", "started", "key")
 REPLACE_ON = {"port"}
 STARTUP_SECONDS = 120.0
+#: How long the triggers may take to listen (a first listing of the storage).
+LISTEN_SECONDS = 10.0
 
 ATTRIBUTES = {
     "host": "127.0.0.1.",
@@ -95,6 +97,15 @@ def _tail(path: Path, lines: int = 40) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return ""
+
+
+def trigger_problems(doc: dict[str, Any]) -> list[str]:
+    """``function: error`` for each trigger the host says is not listening."""
+    out = []
+    for name, t in sorted((doc.get("triggers") or {}).items()):
+        if isinstance(t, dict) and t.get("healthy") is False:
+            out.append(f"{name}: {t.get('error') or 'not listening'}")
+    return out
 
 
 def host_status(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
@@ -207,7 +218,7 @@ class FunctionAppProvider(Provider):
         doc = host_status(str(prior["url"]))
         if doc is None:
             return {**prior, "status": ServiceStatus.UNHEALTHY.value}
-        running = doc.get("state") == "Running"
+        running = doc.get("state") == "Running" and not trigger_problems(doc)
         status = ServiceStatus.HEALTHY.value if running else ServiceStatus.UNHEALTHY.value
         return {**prior, "status": status, "app_digest": doc.get("app_digest")}
 
@@ -228,11 +239,12 @@ class FunctionAppProvider(Provider):
     # -- apply ------------------------------------------------------------------
     def _start(self, r: Resource, planned: dict[str, Any], ctx: Context) -> dict[str, Any]:
         opts = options(ctx.target, r.pos)
+        proc.port_free(planned["host"], int(planned["port"]))
         app_dir = Path(planned["app_dir"])
         digest = self._write(r, ctx, app_dir)
         if digest != planned["app_digest"]:  # the files changed since the plan
             raise ProviderError(
-                f"{r.address}: the app's files changed since the plan ({planned['app_digest']} "
+                f"the app's files changed since the plan ({planned['app_digest']} "
                 f"→ {digest}): plan again"
             )
         key = planned.get("key")
@@ -260,10 +272,11 @@ class FunctionAppProvider(Provider):
         ctx.log(f"functions host pid {pid} serving {app_dir.name}; waiting for {planned['url']}")
         timeout = float(ctx.target.get("startup_timeout") or STARTUP_SECONDS)
         deadline = time.monotonic() + timeout
+        listen_deadline = time.monotonic() + LISTEN_SECONDS
         while True:
             if not proc.alive(pid, started):
                 raise ProviderError(
-                    f"{r.address}: the functions host exited before it was ready",
+                    "the functions host exited before it was ready",
                     log=_tail(log),
                     status=ServiceStatus.FAILED.value,
                 )
@@ -272,16 +285,27 @@ class FunctionAppProvider(Provider):
                 if doc.get("app_digest") != digest:
                     proc.stop(pid, started)
                     raise ProviderError(
-                        f"{r.address}: the host on port {planned['port']} serves another app "
+                        f"the host on port {planned['port']} serves another app "
                         f"({doc.get('app_digest')})",
                         log=_tail(log),
                         status=ServiceStatus.FAILED.value,
                     )
-                break
+                problems = trigger_problems(doc)
+                if not problems:
+                    break
+                if time.monotonic() > listen_deadline:  # a storage it cannot reach
+                    proc.stop(pid, started)
+                    raise ProviderError(
+                        f"the host's triggers do not listen: {'; '.join(problems)}",
+                        log=_tail(log),
+                        status=ServiceStatus.UNHEALTHY.value,
+                    )
+            else:
+                listen_deadline = time.monotonic() + LISTEN_SECONDS
             if time.monotonic() > deadline:
                 proc.stop(pid, started)
                 raise ProviderError(
-                    f"{r.address}: not running after {timeout:.0f} s",
+                    f"not running after {timeout:.0f} s",
                     log=_tail(log),
                     status=ServiceStatus.FAILED.value,
                 )
@@ -303,7 +327,7 @@ class FunctionAppProvider(Provider):
             app_dir.parent.mkdir(parents=True, exist_ok=True)
             return fp.write_app(self._app(r, ctx, register=True), app_dir)
         except fp.PackageError as e:
-            raise ProviderError(f"{r.address}: {e}") from None
+            raise ProviderError(str(e)) from None
 
     def apply(self, request: ApplyRequest, ctx: Context) -> Applied:
         resource, prior, planned = request.resource, request.prior, request.planned
@@ -379,10 +403,11 @@ class FunctionAppProvider(Provider):
         counts = doc.get("counts") or {}
         total = {k: sum(int(c.get(k, 0) or 0) for c in counts.values()) for k in
                  ("invocations", "failures", "poisoned")}  # fmt: skip
-        return (
+        detail = (
             f"{total['invocations']} invocations, {total['failures']} failed, "
             f"{total['poisoned']} poisoned"
         )
+        return "; ".join([detail, *trigger_problems(doc)])
 
     def package(self, resource: Resource, ctx: Context, push: bool) -> dict[str, Any]:
         if push:

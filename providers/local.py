@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import sys
 import time
 from pathlib import Path
@@ -99,25 +98,6 @@ ATTRIBUTES = {
     "started": "The process's start time (clock ticks since boot).",
     "key": "The generated key, with auth: key (sensitive).",
 }
-
-
-def _port_free(address: str, host: str, port: int) -> None:
-    """Refuse a port another process listens on. The runtime binds with
-    SO_REUSEPORT (a socket per worker), so a second server on a taken port
-    would start, share the port, and a readiness probe could be answered by
-    the other process: a plain bind finds the port taken first."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        # SO_REUSEADDR: connections of a stopped server lingering in TIME_WAIT
-        # do not count; a listening socket still does.
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            raise ProviderError(
-                f"port {port} on {host} is in use by another process",
-                log=f"find it with: ss -ltnp 'sport = :{port}'; stop it, or give the service "
-                "another port",
-            ) from None
 
 
 class LocalProvider(Provider):
@@ -240,7 +220,7 @@ class LocalProvider(Provider):
 
     # -- apply ----------------------------------------------------------------
     def _start(self, r: Resource, planned: dict[str, Any], ctx: Context) -> dict[str, Any]:
-        _port_free(r.address, planned["host"], int(planned["port"]))
+        proc.port_free(planned["host"], int(planned["port"]))
         models = {n: r.inputs[f"model.{n}"] for n in r.config.get("models", [])}
         key = planned.get("key")
         if planned["auth"] == "key" and not isinstance(key, str):
@@ -277,7 +257,7 @@ class LocalProvider(Provider):
         while True:
             if not proc.alive(pid, started):
                 raise ProviderError(
-                    f"{r.address}: the scoring server exited before it was ready",
+                    "the scoring server exited before it was ready",
                     log=_tail(log),
                     status=ServiceStatus.FAILED.value,
                 )
@@ -286,7 +266,7 @@ class LocalProvider(Provider):
             if time.monotonic() > deadline:
                 proc.stop(pid, started)
                 raise ProviderError(
-                    f"{r.address}: not ready after {timeout:.0f} s",
+                    f"not ready after {timeout:.0f} s",
                     log=_tail(log),
                     status=ServiceStatus.FAILED.value,
                 )

@@ -13,11 +13,14 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from modelform.plugin import ProviderError
 
 PROJECT_ENV = "MODELFORM_PROJECT_DIR"
 ADDRESS_ENV = "MODELFORM_ADDRESS"
@@ -137,3 +140,22 @@ def find(project_dir: Path) -> Iterator[Found]:
         with contextlib.suppress(ValueError):
             attrs = json.loads(env.get(ATTRS_ENV, "null"))
         yield Found(pid, started, env[ADDRESS_ENV], attrs)
+
+
+def port_free(host: str, port: int) -> None:
+    """Refuse a port another process listens on. The runtime binds with
+    SO_REUSEPORT (a socket per worker), so a second server on a taken port
+    would start, share the port, and a readiness probe could be answered by
+    the other process: a plain bind finds the port taken first."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # SO_REUSEADDR: connections of a stopped server lingering in TIME_WAIT
+        # do not count; a listening socket still does.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            raise ProviderError(
+                f"port {port} on {host} is in use by another process",
+                log=f"find it with: ss -ltnp 'sport = :{port}'; stop it, or give the service "
+                "another port",
+            ) from None
