@@ -252,3 +252,25 @@ def test_package_writes_the_same_app_twice(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(second["zip"]).namelist())
     assert {"function_app.py", "host.json", "requirements.txt", "local.settings.json",
             "score.py", "model/ridge.pkl"} <= names  # fmt: skip
+
+
+def test_an_unreachable_storage_or_a_taken_port_is_one_line(tmp_path: Path) -> None:
+    import socket
+
+    port = free_port()
+    p = _example(tmp_path / "proj", "requests", port, {})
+    dead = ("-var", f"storage=http://127.0.0.1:{free_port()}")
+    r = p.run("apply", "-auto-approve", *dead)
+    assert r.code == 1, r.text
+    (line,) = [x for x in r.err.splitlines() if x.startswith("Error: ")]
+    assert line.startswith("Error: service.diabetes: the host's triggers do not listen: diabetes:")
+    assert "Traceback" not in r.text
+    assert our_processes(p.root) == set()
+    with socket.socket() as held:
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the host's TIME_WAITs
+        held.bind(("127.0.0.1", port))
+        held.listen()
+        r = p.run("apply", "-auto-approve", *dead)
+    assert r.code == 1
+    assert f"Error: service.diabetes: port {port} on 127.0.0.1 is in use by another" in r.err
+    assert our_processes(p.root) == set()
