@@ -12,6 +12,9 @@ before it changes::
     venv + packages      (the requirements file only: score.py or a model never
                           reinstall packages)
     runtime packages     (uvicorn, httptools, orjson, uvloop)
+    extra packages       (only a spec with ``extra_requirements``: what its
+                          ``command`` needs beside the runtime, e.g. the
+                          functions host's azure-functions and storage clients)
     runtime code         (modelform/runtime, without the engine)
     models               (/var/azureml-app/azureml-models/<name>/<version>/)
     user code            (/var/azureml-app/)
@@ -97,6 +100,13 @@ class ImageSpec:
     python: str | None = None
     models: tuple[ModelFiles, ...] = ()
     ca_bundle: Path | None = None
+    #: What the container runs instead of the scoring runtime (argv in the
+    #: image; arguments given at ``docker run`` are appended). Empty: the runtime.
+    command: tuple[str, ...] = ()
+    #: pip requirements ``command`` needs beside the runtime's, installed in a
+    #: layer of their own after the runtime's packages (so a model or code
+    #: change never reinstalls them).
+    extra_requirements: tuple[str, ...] = ()
 
     def env_digest(self) -> str:
         """Digest of what the package layer is built from."""
@@ -105,12 +115,19 @@ class ImageSpec:
         )
 
     def digest(self) -> str:
-        """Content digest of every input; the CA bundle only serves the build."""
-        return digest_json({
+        """Content digest of every input; the CA bundle only serves the build.
+        ``command`` and ``extra_requirements`` count only when set, so the
+        images of specs without them keep the digests they always had."""
+        doc: dict[str, Any] = {
             "layout": LAYOUT, "env": self.env_digest(), "runtime": runtime_digest(),
             "models": [[m.name, m.version, m.digest] for m in self.models],
             "code": self.code_digest, "entry": self.entry_in_image(),
-        })  # fmt: skip
+        }  # fmt: skip
+        if self.command:
+            doc["command"] = list(self.command)
+        if self.extra_requirements:
+            doc["extra_pip"] = list(self.extra_requirements)
+        return digest_json(doc)
 
     def digest_tag(self) -> str:
         return "sha256-" + self.digest().split(":", 1)[1][:16]
@@ -128,6 +145,8 @@ class ImageSpec:
         return MODELS_DIR if self.models else None
 
     def entrypoint(self) -> list[str]:
+        if self.command:
+            return list(self.command)
         argv = [f"{VENV}/bin/python", "-m", "modelform.runtime"]
         argv += ["--entry-script", self.entry_in_image(), "--app-root", APP_DIR]
         if self.model_dir():
@@ -262,6 +281,13 @@ def dockerfile(spec: ImageSpec) -> str:
         f"RUN {ca}{VENV}/bin/pip install {_PIP} -r /opt/modelform/runtime-requirements.txt"
         f" && {VENV}/bin/python -c 'import site; open(site.getsitepackages()[0]"
         f'+"/modelform-runtime.pth", "w").write("{RUNTIME_LIB}\\n")\'',
+    ]
+    if spec.extra_requirements:
+        lines += [
+            "COPY extra-requirements.txt /opt/modelform/extra-requirements.txt",
+            f"RUN {ca}{VENV}/bin/pip install {_PIP} -r /opt/modelform/extra-requirements.txt",
+        ]
+    lines += [
         f"COPY modelform/ {RUNTIME_LIB}/modelform/",
         f"WORKDIR {APP_DIR}",
         "ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1",
@@ -312,6 +338,9 @@ def write_context(spec: ImageSpec, out: IO[bytes]) -> None:
         _add(tar, "requirements.txt", "".join(f"{r}\n" for r in spec.requirements).encode())
         runtime_reqs = "".join(f"{r}\n" for r in runtime_requirements())
         _add(tar, "runtime-requirements.txt", runtime_reqs.encode())
+        if spec.extra_requirements:
+            extra = "".join(f"{r}\n" for r in spec.extra_requirements)
+            _add(tar, "extra-requirements.txt", extra.encode())
         _add(tar, "modelform/__init__.py", b'"""modelform\'s scoring runtime (image copy)."""\n')
         for full, rel in _walk(_runtime_dir()):
             _add(tar, f"modelform/runtime/{rel}", full)
@@ -539,6 +568,8 @@ def _failed(steps: _Steps, error: str) -> ProviderError:
 def _what(step: str) -> str:
     if "runtime-requirements.txt" in step and "RUN" in step:
         return "installing the runtime's packages"
+    if "extra-requirements.txt" in step and "RUN" in step:
+        return "installing the packages the image's command needs"
     if f"-m venv {VENV}" in step:
         return "creating the venv and installing the environment's packages"
     if " FROM " in f" {step.split(' : ', 1)[-1]}":
