@@ -27,6 +27,7 @@ engine but :mod:`modelform.plugin`. One provider never imports another.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -140,18 +141,26 @@ class Context:
     #: are UNKNOWN, not the prior ones.
     replacing: bool = False
 
-    def sleep(self, seconds: float) -> None:
+    def sleep(self, seconds: float, elsewhere: bool = False) -> None:
         """Wait up to ``seconds``; raise :class:`Cancelled` as soon as the
         user interrupts. Every wait of a provider goes through here, so
-        Ctrl-C stops a readiness wait within a fraction of a second."""
+        Ctrl-C stops a readiness wait within a fraction of a second.
+
+        ``elsewhere``: the wait is for work that runs elsewhere (a rollout on
+        a cluster), not on this machine: the step gives up its ``-parallelism``
+        slot while it sleeps, so other resources can start meanwhile. A wait
+        for a process on this machine keeps its slot (it bounds the load)."""
+        from modelform.engine.walk import waiting
+
         deadline = time.monotonic() + seconds
-        while True:
-            if self.cancelled():
-                raise Cancelled(f"{self.address or 'step'}: interrupted")
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            time.sleep(min(left, 0.05))
+        with waiting() if elsewhere else contextlib.nullcontext():
+            while True:
+                if self.cancelled():
+                    raise Cancelled(f"{self.address or 'step'}: interrupted")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                time.sleep(min(left, 0.05))
 
 
 @dataclass

@@ -1,6 +1,10 @@
 """A generic, parallel walk of a dependency graph.
 
-At most ``parallelism`` steps run at once (a thread pool). A step starts
+At most ``parallelism`` steps work at once: each holds a slot while it runs.
+A step that waits for work done elsewhere (a rollout on a cluster) gives its
+slot up for the wait (:func:`waiting`) and takes one again after, so steps
+that only wait do not keep others from starting; up to :data:`MAX_IN_FLIGHT`
+steps may be in flight. A step starts
 when every node it depends on has succeeded; a failure skips only its
 descendants, and the rest of the graph completes. Once ``stop()`` is
 called (Ctrl-C) no new step starts, steps in flight finish. ``halted``
@@ -12,12 +16,39 @@ their end undisturbed (``stopped`` stays False, so their waits go on).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
+
+#: Steps in flight at most, those waiting without a slot included.
+MAX_IN_FLIGHT = 64
+
+_slot = threading.local()
+
+
+@contextmanager
+def waiting() -> Iterator[None]:
+    """Give up the running step's slot for the block (a wait for work that
+    runs elsewhere); take one again at its end. Outside a walk: nothing."""
+    sem: threading.Semaphore | None = getattr(_slot, "sem", None)
+    if sem is None or not getattr(_slot, "held", False):
+        yield
+        return
+    _slot.held = False
+    sem.release()
+    try:
+        yield
+    finally:
+        sem.acquire()
+        _slot.held = True
+
+
+class _NotStarted(Exception):
+    """The walk was stopped or halted while the step waited for a slot."""
 
 
 @dataclass
@@ -60,11 +91,29 @@ class Walker:
         ready = [n for n, d in waiting.items() if d == 0]
         blocked: set[str] = set()
         running: dict[Future[Any], str] = {}
-        with ThreadPoolExecutor(self.parallelism) as pool:
+        slots = threading.Semaphore(self.parallelism)
+        in_flight = max(self.parallelism, min(MAX_IN_FLIGHT, self.g.number_of_nodes()))
+
+        def run_step(n: str) -> Any:
+            while not slots.acquire(timeout=0.2):
+                if self._held():
+                    raise _NotStarted
+            if self._held():
+                slots.release()
+                raise _NotStarted
+            _slot.sem, _slot.held = slots, True
+            try:
+                return self.step(n)
+            finally:
+                _slot.sem = None
+                if _slot.held:
+                    slots.release()
+
+        with ThreadPoolExecutor(in_flight) as pool:
             while ready or running:
-                while ready and len(running) < self.parallelism and not self._held():
+                while ready and len(running) < in_flight and not self._held():
                     n = ready.pop(0)
-                    running[pool.submit(self.step, n)] = n
+                    running[pool.submit(run_step, n)] = n
                 if not running:
                     break
                 try:
@@ -75,6 +124,8 @@ class Walker:
                 for fut in finished:
                     n = running.pop(fut)
                     err = fut.exception()
+                    if isinstance(err, _NotStarted):
+                        continue  # listed as cancelled below
                     if err is not None:
                         res.failed[n] = err
                         for d in nx.descendants(self.g, n):

@@ -469,7 +469,7 @@ class KubernetesProvider(Provider):
             if time.monotonic() > deadline:
                 timeout = float(attrs["rollout_timeout_seconds"])
                 return ServiceStatus.FAILED.value, f"not rolled out after {timeout:.0f} s ({line})"
-            ctx.sleep(0.25)
+            ctx.sleep(0.25, elsewhere=True)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _rollback(
@@ -588,7 +588,7 @@ class KubernetesProvider(Provider):
                 self._gone(k, ko.CHILD_KINDS[child], ns, name, ctx, 120)
             deadline = time.monotonic() + 120
             while k.list("Pod", ns, _selector(prior)) and time.monotonic() < deadline:
-                ctx.sleep(0.5)
+                ctx.sleep(0.5, elsewhere=True)
         finally:
             self._changed()
 
@@ -599,7 +599,7 @@ class KubernetesProvider(Provider):
         while k.get(kind, ns, name) is not None:
             if time.monotonic() > deadline:
                 raise ProviderError(f"{kind} {name} is still there after {limit:.0f} s")
-            ctx.sleep(0.3)
+            ctx.sleep(0.3, elsewhere=True)
 
     def invoke(self, attributes: dict[str, Any], body: bytes, ctx: Context) -> tuple[int, bytes]:
         """``modelform invoke``: through the API server's service proxy."""

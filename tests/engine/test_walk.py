@@ -100,3 +100,39 @@ def test_halted_starts_nothing_new_and_lets_in_flight_finish_undisturbed() -> No
     assert sorted(res.done) == ["a", "c"]
     assert sorted(res.cancelled) == ["b", "d"]
     assert seen_stopped == [False]
+
+
+def test_a_step_waiting_elsewhere_gives_up_its_slot() -> None:
+    """With one slot, "a" waits (a rollout on a cluster) for "b" to have run:
+    only possible when the wait gives the slot up; after it, "a" works with a
+    slot again, never beside another step."""
+    from modelform.engine.walk import waiting
+
+    g = nx.DiGraph()
+    g.add_nodes_from(["a", "b", "c"])
+    b_ran = threading.Event()
+    working = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def work() -> None:
+        nonlocal working, peak
+        with lock:
+            working += 1
+            peak = max(peak, working)
+        time.sleep(0.02)
+        with lock:
+            working -= 1
+
+    def step(n: str) -> None:
+        work()
+        if n == "a":
+            with waiting():
+                assert b_ran.wait(5), "b never started while a waited"
+            work()
+        else:
+            b_ran.set()
+
+    res = Walker(g, step, 1).run()
+    assert sorted(res.done) == ["a", "b", "c"]
+    assert peak == 1
