@@ -66,7 +66,13 @@ NoRefresh = Annotated[
     bool, typer.Option("--no-refresh", "-no-refresh", help="Same as -refresh=false.")
 ]
 Parallelism = Annotated[
-    int, typer.Option("--parallelism", "-parallelism", min=1, help="Steps working at once (a step waiting for a cluster's rollout gives its slot up).")
+    int,
+    typer.Option(
+        "--parallelism",
+        "-parallelism",
+        min=1,
+        help="Steps working at once (a step waiting for a cluster's rollout gives its slot up).",
+    ),
 ]
 AutoApprove = Annotated[
     bool, typer.Option("--auto-approve", "-auto-approve", help="Skip the confirmation.")
