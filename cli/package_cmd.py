@@ -75,7 +75,7 @@ def register(app: typer.Typer) -> None:
             except ProviderError as e:
                 view.error(str(e), e.log)
                 return Exit.ERROR
-            if "image" not in out:  # another artefact (a function app): its own line
+            if "summary" in out:  # another artefact (a function app): its own line
                 view.data(out, str(out.get("summary", out)))
                 return Exit.OK
             what = "built" if out["built"] else "already built"

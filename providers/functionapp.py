@@ -50,6 +50,8 @@ from modelform.plugin import (
     ServiceStatus,
     check_test_response,
 )
+from modelform.providers import dockerengine, imagebuild, imagesource
+from modelform.providers import funcapp_container as fc
 from modelform.providers import funcapp_package as fp
 from modelform.providers import local_process as proc
 from modelform.providers.funcapp_config import (
@@ -65,7 +67,11 @@ from modelform.providers.funcapp_trigger import function_name, http_function_nam
 from modelform.runtime.functions.settings import sanitize_host_id
 
 #: Attributes only a running host has; not compared as desired state.
-COMPUTED = ("pid", "started", "key")
+COMPUTED = ("pid", "started", "container_id", "image", "key")
+#: Labels of a host's container (run_as: container): found again by them.
+LABEL_PROJECT = "modelform.project_dir"
+LABEL_ADDRESS = "modelform.address"
+LABEL_ATTRS = "modelform.attributes"
 REPLACE_ON = {"port"}
 STARTUP_SECONDS = 120.0
 #: How long the triggers may take to listen (a first listing of the storage).
@@ -83,10 +89,13 @@ ATTRIBUTES = {
     "app_dir": "The folder the host runs the app from.",
     "models": "Model name → NAME:VERSION the app carries.",
     "auth": "none or key (the HTTP function's level: function with a key).",
-    "run_as": "process.",
+    "run_as": "process or container.",
+    "image_digest": "run_as: container: digest of the app's image's inputs (None for a process).",
+    "image": "run_as: container: the image the host runs (REPO:N).",
+    "container_id": "run_as: container: the host's container.",
     "host_id": "The id the host keeps its blob receipts under.",
     "status": "Healthy, Transitioning, Unhealthy or Failed.",
-    "pid": "The host's process id.",
+    "pid": "run_as: process: the host's process id.",
     "started": "The process's start time (clock ticks since boot).",
     "key": "The function key, with auth: key (sensitive).",
 }
@@ -136,6 +145,8 @@ class FunctionAppProvider(Provider):
         return dict(ATTRIBUTES) if resource_type == "service" else None
 
     def identity(self, attributes: dict[str, Any]) -> str | None:
+        if attributes.get("container_id"):
+            return str(attributes["container_id"])
         pid = attributes.get("pid")
         return None if pid is None else f"{pid}:{attributes.get('started')}"
 
@@ -144,11 +155,11 @@ class FunctionAppProvider(Provider):
             return []
         opts = options(ctx.target, resource.pos)
         out = check_trigger(resource, opts.storage.kind if opts.storage else None)
-        if opts.run_as != "process":
+        if opts.run_as == "container" and not dockerengine.is_local(opts.docker_host):
             out.append(
                 Diagnostic(
-                    f"{resource.address}: run_as: {opts.run_as} is planned, not built yet; "
-                    "use run_as: process",
+                    f"{resource.address}: run_as: container needs a Docker Engine on this "
+                    f"machine (the host shares its loopback), not {opts.docker_host}",
                     resource.option_pos("target"),
                 )
             )
@@ -158,12 +169,24 @@ class FunctionAppProvider(Provider):
     def _app(self, r: Resource, ctx: Context, register: bool = False) -> fp.AppSpec:
         return fp.spec_from_resource(r, ctx, register_models=register)
 
+    def _image_spec(
+        self, r: Resource, ctx: Context, opts: Options, app: fp.AppSpec, app_dir: Path
+    ) -> imagebuild.ImageSpec:
+        env_name = r.config.get("environment")
+        env = r.inputs.get(f"environment.{env_name}", {}) if env_name else {}
+        repo = imagesource.repository(ctx.project, r.name, None)
+        return fc.app_image_spec(app_dir, app, opts, repo, base_image=env.get("base_image"))
+
     def _desired(self, r: Resource, ctx: Context, opts: Options) -> dict[str, Any]:
         cfg = r.config
         auth = str(cfg.get("auth") or "none")
         trigger = normalize(dict(cfg.get("trigger") or {"kind": "http"}), auth)
+        image_digest = None
         with tempfile.TemporaryDirectory(prefix="modelform-app-") as tmp:
-            digest = fp.write_app(self._app(r, ctx), Path(tmp) / "app")
+            app = self._app(r, ctx)
+            digest = fp.write_app(app, Path(tmp) / "app")
+            if opts.run_as == "container":
+                image_digest = self._image_spec(r, ctx, opts, app, Path(tmp) / "app").digest()
         functions = {function_name(r.name): str(trigger["kind"])}
         if trigger["kind"] != "http":
             functions[http_function_name(r.name)] = "http"
@@ -183,6 +206,7 @@ class FunctionAppProvider(Provider):
             "models": models,
             "auth": auth,
             "run_as": opts.run_as,
+            "image_digest": image_digest,
             "host_id": sanitize_host_id(f"{ctx.project}-{r.name}"),
             "status": ServiceStatus.HEALTHY.value,
         }  # fmt: skip
@@ -212,8 +236,7 @@ class FunctionAppProvider(Provider):
 
     # -- refresh ----------------------------------------------------------------
     def read(self, prior: dict[str, Any], ctx: Context) -> dict[str, Any] | None:
-        pid, started = prior.get("pid"), prior.get("started")
-        if not isinstance(pid, int) or not proc.alive(pid, started):
+        if not _alive(prior, ctx):
             return None
         doc = host_status(str(prior["url"]))
         if doc is None:
@@ -234,6 +257,20 @@ class FunctionAppProvider(Provider):
             doc = host_status(str(attrs.get("url", "")))
             attrs["status"] = ServiceStatus.HEALTHY.value if doc else ServiceStatus.UNHEALTHY.value
             out.append({"address": f.address, "attributes": attrs, "complete": False})
+        opts = options(ctx.target) if ctx.target else None
+        if opts is None or opts.run_as != "container":
+            return out
+        client = dockerengine.client(opts.docker_host, kind="functionapp")
+        label = f"{LABEL_PROJECT}={ctx.project_dir.resolve()}"
+        for c in client.containers.list(all=True, filters={"label": label}):
+            if c.status != "running":
+                continue
+            attrs = json.loads(c.labels.get(LABEL_ATTRS) or "{}")
+            attrs.update(container_id=c.id, pid=None, started=None)
+            doc = host_status(str(attrs.get("url", "")))
+            attrs["status"] = ServiceStatus.HEALTHY.value if doc else ServiceStatus.UNHEALTHY.value
+            address = c.labels.get(LABEL_ADDRESS, "")
+            out.append({"address": address, "attributes": attrs, "complete": False})
         return out
 
     # -- apply ------------------------------------------------------------------
@@ -251,6 +288,70 @@ class FunctionAppProvider(Provider):
         if planned["auth"] == "key" and not isinstance(key, str):
             key = secrets.token_urlsafe(32)
         attrs = {k: v for k, v in planned.items() if k not in COMPUTED}
+        if opts.run_as == "container":
+            made = self._run_container(r, planned, ctx, opts, app_dir, key, attrs)
+            what = f"container {str(made['container_id'])[:12]} ({made['image']})"
+        else:
+            made = self._spawn(r, planned, ctx, opts, app_dir, key, attrs)
+            what = f"pid {made['pid']}"
+        ctx.log(f"functions host {what} serving {app_dir.name}; waiting for {planned['url']}")
+        timeout = float(ctx.target.get("startup_timeout") or STARTUP_SECONDS)
+        deadline = time.monotonic() + timeout
+        listen_deadline = time.monotonic() + LISTEN_SECONDS
+        while True:
+            if not _alive(made, ctx):
+                log = _host_log(made, ctx)
+                _halt(made, ctx)
+                raise ProviderError(
+                    "the functions host exited before it was ready",
+                    log=log,
+                    status=ServiceStatus.FAILED.value,
+                )
+            doc = host_status(planned["url"], timeout=1.0)
+            if doc is not None and doc.get("state") == "Running":
+                if doc.get("app_digest") != digest:
+                    log = _host_log(made, ctx)
+                    _halt(made, ctx)
+                    raise ProviderError(
+                        f"the host on port {planned['port']} serves another app "
+                        f"({doc.get('app_digest')})",
+                        log=log,
+                        status=ServiceStatus.FAILED.value,
+                    )
+                problems = trigger_problems(doc)
+                if not problems:
+                    break
+                if time.monotonic() > listen_deadline:  # a storage it cannot reach
+                    log = _host_log(made, ctx)
+                    _halt(made, ctx)
+                    raise ProviderError(
+                        f"the host's triggers do not listen: {'; '.join(problems)}",
+                        log=log,
+                        status=ServiceStatus.UNHEALTHY.value,
+                    )
+            else:
+                listen_deadline = time.monotonic() + LISTEN_SECONDS
+            if time.monotonic() > deadline:
+                log = _host_log(made, ctx)
+                _halt(made, ctx)
+                raise ProviderError(
+                    f"not running after {timeout:.0f} s",
+                    log=log,
+                    status=ServiceStatus.FAILED.value,
+                )
+            try:
+                ctx.sleep(0.1)
+            except Cancelled as e:
+                msg = f"{r.address}: interrupted while waiting for the host"
+                raise Cancelled(msg, attributes=made) from e
+        names = ", ".join(f"{n} ({k})" for n, k in planned["functions"].items())
+        ctx.log(f"functions host running: {names}")
+        return {**made, "status": ServiceStatus.HEALTHY.value}
+
+    def _spawn(
+        self, r: Resource, planned: dict[str, Any], ctx: Context, opts: Options, app_dir: Path,
+        key: str | None, attrs: dict[str, Any],
+    ) -> dict[str, Any]:  # fmt: skip
         argv = [
             sys.executable, "-m", "modelform.runtime.functions", str(app_dir),
             "--host", planned["host"], "--port", str(planned["port"]),
@@ -267,56 +368,26 @@ class FunctionAppProvider(Provider):
         env[proc.ATTRS_ENV] = json.dumps(attrs)
         log = ctx.work_dir / "logs" / f"{r.name}.log"
         pid, started = proc.spawn(argv, env, app_dir, log)
-        made = {**attrs, "key": key, "pid": pid, "started": started,
-                "status": ServiceStatus.TRANSITIONING.value}  # fmt: skip
-        ctx.log(f"functions host pid {pid} serving {app_dir.name}; waiting for {planned['url']}")
-        timeout = float(ctx.target.get("startup_timeout") or STARTUP_SECONDS)
-        deadline = time.monotonic() + timeout
-        listen_deadline = time.monotonic() + LISTEN_SECONDS
-        while True:
-            if not proc.alive(pid, started):
-                raise ProviderError(
-                    "the functions host exited before it was ready",
-                    log=_tail(log),
-                    status=ServiceStatus.FAILED.value,
-                )
-            doc = host_status(planned["url"], timeout=1.0)
-            if doc is not None and doc.get("state") == "Running":
-                if doc.get("app_digest") != digest:
-                    proc.stop(pid, started)
-                    raise ProviderError(
-                        f"the host on port {planned['port']} serves another app "
-                        f"({doc.get('app_digest')})",
-                        log=_tail(log),
-                        status=ServiceStatus.FAILED.value,
-                    )
-                problems = trigger_problems(doc)
-                if not problems:
-                    break
-                if time.monotonic() > listen_deadline:  # a storage it cannot reach
-                    proc.stop(pid, started)
-                    raise ProviderError(
-                        f"the host's triggers do not listen: {'; '.join(problems)}",
-                        log=_tail(log),
-                        status=ServiceStatus.UNHEALTHY.value,
-                    )
-            else:
-                listen_deadline = time.monotonic() + LISTEN_SECONDS
-            if time.monotonic() > deadline:
-                proc.stop(pid, started)
-                raise ProviderError(
-                    f"not running after {timeout:.0f} s",
-                    log=_tail(log),
-                    status=ServiceStatus.FAILED.value,
-                )
-            try:
-                ctx.sleep(0.1)
-            except Cancelled as e:
-                msg = f"{r.address}: interrupted while waiting for the host"
-                raise Cancelled(msg, attributes=made) from e
-        names = ", ".join(f"{n} ({k})" for n, k in planned["functions"].items())
-        ctx.log(f"functions host running: {names}")
-        return {**made, "status": ServiceStatus.HEALTHY.value}
+        return {**attrs, "key": key, "pid": pid, "started": started, "container_id": None,
+                "image": None, "status": ServiceStatus.TRANSITIONING.value}  # fmt: skip
+
+    def _run_container(
+        self, r: Resource, planned: dict[str, Any], ctx: Context, opts: Options, app_dir: Path,
+        key: str | None, attrs: dict[str, Any],
+    ) -> dict[str, Any]:  # fmt: skip
+        client = dockerengine.client(opts.docker_host, kind="functionapp")
+        spec = self._image_spec(r, ctx, opts, self._app(r, ctx), app_dir)
+        if spec.digest() != planned.get("image_digest"):
+            raise ProviderError("the app's image inputs changed since the plan: plan again")
+        built = imagebuild.build(client, spec, ctx.log, sleep=ctx.sleep)
+        labels = {LABEL_PROJECT: str(ctx.project_dir.resolve()), LABEL_ADDRESS: r.address,
+                  LABEL_ATTRS: json.dumps(attrs)}  # fmt: skip
+        name = f"mf-{planned['host_id']}-{planned['port']}"
+        _clear_exited(client, name, labels, ctx)
+        cid = fc.run(client, built.ref, name, int(planned["port"]), fc.app_env(opts, key), labels,
+                     str(planned["host_id"]), opts.poll_seconds)  # fmt: skip
+        return {**attrs, "key": key, "pid": None, "started": None, "container_id": cid,
+                "image": built.ref, "status": ServiceStatus.TRANSITIONING.value}  # fmt: skip
 
     def _write(self, r: Resource, ctx: Context, app_dir: Path) -> str:
         """The app written to ``app_dir`` (again, if it is there: the same
@@ -336,7 +407,7 @@ class FunctionAppProvider(Provider):
             self.delete(resource.address, prior, ctx)
             return Applied(new)
         if prior:
-            self._stop(prior)
+            self._stop(prior, ctx)
         return Applied(self._start(resource, planned, ctx))
 
     def check(self, request: ApplyRequest, applied: Applied, ctx: Context) -> Check:
@@ -352,13 +423,11 @@ class FunctionAppProvider(Provider):
             return Check(ok=False, status=ServiceStatus.UNHEALTHY.value, message=str(e), log=e.log)
         return Check(ok=True, status=ServiceStatus.HEALTHY.value)
 
-    def _stop(self, prior: dict[str, Any]) -> None:
-        pid = prior.get("pid")
-        if isinstance(pid, int):
-            proc.stop(pid, prior.get("started"), grace=15.0)
+    def _stop(self, prior: dict[str, Any], ctx: Context) -> None:
+        _halt(prior, ctx)
 
     def delete(self, address: str, prior: dict[str, Any], ctx: Context) -> None:
-        self._stop(prior)
+        self._stop(prior, ctx)
         app_dir = prior.get("app_dir")
         if isinstance(app_dir, str) and Path(app_dir).is_dir():
             shutil.rmtree(app_dir, ignore_errors=True)
@@ -388,8 +457,7 @@ class FunctionAppProvider(Provider):
 
     # -- day two ------------------------------------------------------------------
     def logs(self, address: str, attributes: dict[str, Any], ctx: Context, tail: int = 200) -> str:
-        name = address.split(".", 1)[-1]
-        return _tail(ctx.work_dir / "logs" / f"{name}.log", tail)
+        return _host_log({**attributes, "address": address}, ctx, tail)
 
     def invoke(
         self, attributes: dict[str, Any], body: bytes, ctx: Context
@@ -428,10 +496,64 @@ class FunctionAppProvider(Provider):
             raise ProviderError(f"{resource.address}: {e}") from None
         zipped = fp.package_zip(out / "app", out / f"{resource.name}.zip")
         short = digest.split(":")[-1][:16]
-        return {
+        result: dict[str, Any] = {
             "app_dir": str(out / "app"), "zip": str(zipped), "app_digest": digest,
             "summary": f"function app {out / 'app'} ({short}), zip {zipped}",
         }  # fmt: skip
+        opts = options(ctx.target, resource.pos)
+        if opts.run_as == "container":  # and its image, with the container target's builder
+            client = dockerengine.client(opts.docker_host, kind="functionapp")
+            spec = self._image_spec(resource, ctx, opts, self._app(resource, ctx), out / "app")
+            built = imagebuild.build(client, spec, ctx.log, sleep=ctx.sleep)
+            result.update(image=built.ref, digest_tag=built.digest_ref, built=built.built)
+            result["summary"] += f", image {built.ref}"
+        return result
+
+
+def _clear_exited(client: Any, name: str, labels: dict[str, str], ctx: Context) -> None:
+    """An exited host container of this service, kept for its log, gives its
+    name up to the new one; anyone else's container is left alone."""
+    import docker.errors
+
+    try:
+        old = client.containers.get(name)
+    except docker.errors.NotFound:
+        return
+    ours = all(old.labels.get(k) == labels[k] for k in (LABEL_PROJECT, LABEL_ADDRESS))
+    if ours and old.status != "running":
+        ctx.log(f"removing the exited host container {name} ({old.status})")
+        old.remove(force=True)
+
+
+def _docker(attrs: dict[str, Any], ctx: Context) -> Any:
+    opts = options(ctx.target) if ctx.target else None
+    host = opts.docker_host if opts else dockerengine.default_host()
+    return dockerengine.client(host, kind="functionapp")
+
+
+def _alive(attrs: dict[str, Any], ctx: Context) -> bool:
+    """Whether the host recorded in ``attrs`` still runs (process or container)."""
+    if attrs.get("container_id"):
+        return fc.alive(_docker(attrs, ctx), str(attrs["container_id"]))
+    pid = attrs.get("pid")
+    return isinstance(pid, int) and proc.alive(pid, attrs.get("started"))
+
+
+def _halt(attrs: dict[str, Any], ctx: Context) -> None:
+    """Stop the host (and remove its container); gone already is fine."""
+    if attrs.get("container_id"):
+        fc.stop(_docker(attrs, ctx), str(attrs["container_id"]))
+        return
+    pid = attrs.get("pid")
+    if isinstance(pid, int):
+        proc.stop(pid, attrs.get("started"), grace=15.0)
+
+
+def _host_log(attrs: dict[str, Any], ctx: Context, tail: int = 40) -> str:
+    if attrs.get("container_id"):
+        return fc.logs(_docker(attrs, ctx), str(attrs["container_id"]), tail)
+    name = str(attrs.get("address") or ctx.address).split(".", 1)[-1]
+    return _tail(ctx.work_dir / "logs" / f"{name}.log", tail)
 
 
 def _post(attrs: dict[str, Any], body: bytes, timeout: float = 60.0) -> tuple[int, bytes]:

@@ -274,3 +274,43 @@ def test_an_unreachable_storage_or_a_taken_port_is_one_line(tmp_path: Path) -> N
     assert r.code == 1
     assert f"Error: service.diabetes: port {port} on 127.0.0.1 is in use by another" in r.err
     assert our_processes(p.root) == set()
+
+
+@pytest.mark.s3
+@pytest.mark.docker
+@pytest.mark.slow
+def test_run_as_container_scores_blobs_and_a_stopped_container_is_drift(
+    tmp_path: Path, s3_endpoint: S3Endpoint, s3_bucket: str, docker_info: dict[str, Any],
+    docker_client: Any,
+) -> None:  # fmt: skip
+    env = {**_s3_env(s3_endpoint), "DOCKER_HOST": str(docker_info["docker_host"])}
+    p = _example(tmp_path / "proj", s3_bucket, free_port(), env)
+    text = (p.root / "modelform.yaml").read_text()
+    (p.root / "modelform.yaml").write_text(
+        text.replace("    kind: functionapp\n", "    kind: functionapp\n    run_as: container\n")
+    )
+    var = ("-var", f"storage={s3_endpoint.url}")
+    label = {"label": f"modelform.project_dir={p.root.resolve()}"}
+    try:
+        r = p.run("apply", "-auto-approve", *var, timeout=900)
+        assert r.code == 0, r.text
+        assert "functions host container" in r.out
+        s3 = s3_endpoint.client()
+        s3.put_object(
+            Bucket=s3_bucket, Key="input/c.json", Body=json.dumps({"data": [ROW]}).encode()
+        )
+        got = _wait("output/c_out.json", lambda: _outputs(s3, s3_bucket), 30)
+        assert len(json.loads(got["output/c_out.json"])) == 1
+        assert p.run("plan", "-detailed-exitcode", *var).code == 0
+        (c,) = docker_client.containers.list(filters=label)
+        c.stop(timeout=15)
+        drift = p.run("drift", *var)
+        assert drift.code == 2 and "service.diabetes has been deleted" in drift.out, drift.text
+        r = p.run("apply", "-auto-approve", *var)
+        assert r.code == 0, r.text
+        assert "removing the exited host container" in r.out
+        assert p.run("plan", "-detailed-exitcode", *var).code == 0
+    finally:
+        r = p.run("destroy", "-auto-approve", *var)
+    assert r.code == 0, r.text
+    assert docker_client.containers.list(all=True, filters=label) == []
