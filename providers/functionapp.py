@@ -298,47 +298,33 @@ class FunctionAppProvider(Provider):
         timeout = float(ctx.target.get("startup_timeout") or STARTUP_SECONDS)
         deadline = time.monotonic() + timeout
         listen_deadline = time.monotonic() + LISTEN_SECONDS
+
+        def failed(message: str, status: str = ServiceStatus.FAILED.value) -> ProviderError:
+            """Stop the host (its log kept for the error) and say why."""
+            log = _host_log(made, ctx)
+            _halt(made, ctx)
+            return ProviderError(message, log=log, status=status)
+
         while True:
             if not _alive(made, ctx):
-                log = _host_log(made, ctx)
-                _halt(made, ctx)
-                raise ProviderError(
-                    "the functions host exited before it was ready",
-                    log=log,
-                    status=ServiceStatus.FAILED.value,
-                )
+                raise failed("the functions host exited before it was ready")
             doc = host_status(planned["url"], timeout=1.0)
             if doc is not None and doc.get("state") == "Running":
                 if doc.get("app_digest") != digest:
-                    log = _host_log(made, ctx)
-                    _halt(made, ctx)
-                    raise ProviderError(
-                        f"the host on port {planned['port']} serves another app "
-                        f"({doc.get('app_digest')})",
-                        log=log,
-                        status=ServiceStatus.FAILED.value,
+                    served = doc.get("app_digest")
+                    raise failed(
+                        f"the host on port {planned['port']} serves another app ({served})"
                     )
                 problems = trigger_problems(doc)
                 if not problems:
                     break
                 if time.monotonic() > listen_deadline:  # a storage it cannot reach
-                    log = _host_log(made, ctx)
-                    _halt(made, ctx)
-                    raise ProviderError(
-                        f"the host's triggers do not listen: {'; '.join(problems)}",
-                        log=log,
-                        status=ServiceStatus.UNHEALTHY.value,
-                    )
+                    why = f"the host's triggers do not listen: {'; '.join(problems)}"
+                    raise failed(why, ServiceStatus.UNHEALTHY.value)
             else:
                 listen_deadline = time.monotonic() + LISTEN_SECONDS
             if time.monotonic() > deadline:
-                log = _host_log(made, ctx)
-                _halt(made, ctx)
-                raise ProviderError(
-                    f"not running after {timeout:.0f} s",
-                    log=log,
-                    status=ServiceStatus.FAILED.value,
-                )
+                raise failed(f"not running after {timeout:.0f} s")
             try:
                 ctx.sleep(0.1)
             except Cancelled as e:
