@@ -112,7 +112,11 @@ class EdgeHandler(BrokerProtocolHandler):
             # IoT Hub has no QoS 2 either: close, as it does.
             await self.handle_connection_closed()
             return
-        self.edge.on_publish(self.module, topic, bytes(publish_packet.data or b""))
+        try:
+            self.edge.on_publish(self.module, topic, bytes(publish_packet.data or b""))
+        except Exception:  # logged by the hub; no PUBACK: the module sends it again
+            await self.handle_connection_closed()
+            return
         if publish_packet.qos == QOS_1 and header is not None and header.packet_id is not None:
             await self._send_packet(PubackPacket.build(header.packet_id))
 

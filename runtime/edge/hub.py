@@ -73,7 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: port must be between 0 and 65535, got {args.port}", file=sys.stderr)
         return EXIT_BAD_INPUT
     log = logs.JsonLog(fd=2, role="edge-hub")
-    logging.getLogger("amqtt").addHandler(logs.ForwardHandler(log))
+    # amqtt's, asyncio's and the rest's warnings as JSON lines too (amqtt's own chatter is
+    # turned down to errors: the hub logs connections and refusals itself).
+    root = logging.getLogger()
+    root.addHandler(logs.ForwardHandler(log))
+    root.setLevel(logging.WARNING)
     manifest = Path(args.manifest).expanduser().absolute()
     state_dir = Path(args.state_dir).expanduser().absolute()
     try:

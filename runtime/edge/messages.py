@@ -12,6 +12,7 @@ The SDK splits each part at ``=`` and decodes both halves, so an encoded
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 import uuid
 from dataclasses import dataclass, field
@@ -68,7 +69,7 @@ class Message:
     def property_string(self) -> str:
         """The ``props`` part of an input topic (no ``$.on``: that names the sender's output)."""
         parts = [
-            f"{key}={_quote(value)}"
+            f"{key}={_quote(str(value))}"
             for key in _ORDER
             if (value := getattr(self, SYSTEM_KEYS[key])) is not None
         ]
@@ -99,8 +100,17 @@ class Message:
         )
 
 
+_PLAIN = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
 def _quote(value: str) -> str:
-    return urllib.parse.quote(str(value), safe="")
+    if _PLAIN.fullmatch(value):
+        return value  # nothing to encode (the common case: ids, numbers)
+    return urllib.parse.quote(value, safe="")
+
+
+def _unquote(value: str) -> str:
+    return urllib.parse.unquote(value) if "%" in value else value
 
 
 def parse_properties(text: str, message: Message) -> None:
@@ -111,8 +121,8 @@ def parse_properties(text: str, message: Message) -> None:
         if not part:
             continue
         raw_key, _, raw_value = part.partition("=")
-        key = urllib.parse.unquote(raw_key)
-        value = urllib.parse.unquote(raw_value)
+        key = _unquote(raw_key)
+        value = _unquote(raw_value)
         if key == "$.on":
             message.output = value or None
         elif key in SYSTEM_KEYS:

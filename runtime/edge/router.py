@@ -240,6 +240,13 @@ class Router:
         self.log.info("module_disconnected", module=module, held=self.store.held_count(module))
 
     def on_publish(self, module: str, topic: str, data: bytes) -> None:
+        try:
+            self._on_publish(module, topic, data)
+        except Exception as error:
+            self.log.error("publish_failed", module=module, topic=topic[:200], error=repr(error))
+            raise
+
+    def _on_publish(self, module: str, topic: str, data: bytes) -> None:
         prefix = events_prefix(self.device, module)
         if topic.startswith(prefix):
             message = Message(body=data, module=module)

@@ -158,14 +158,12 @@ class Store:
     def hold(self, to: str, input_name: str, message: Message) -> Delivery | None:
         """Hold ``message`` for ``to``'s input (None: a duplicate, dropped)."""
         key = message.key
-        window = self._window(self._delivered, (to, input_name))
-        if key in window:
+        if key in self._window(self._delivered, (to, input_name)):
             return None
-        window.add(key)
-        self._seq += 1
-        delivery = Delivery(seq=self._seq, to=to, input=input_name, key=key, message=message)
+        delivery = Delivery(seq=self._seq + 1, to=to, input=input_name, key=key, message=message)
         assert self._journal is not None
-        self._journal.append(_hold_record(delivery))
+        self._journal.append(_hold_record(delivery))  # first: a failed write leaves no trace
+        self._seq += 1
         self._add(delivery)
         return delivery
 
@@ -232,7 +230,6 @@ class Store:
         key = message.key
         if key in window:
             return False
-        window.add(key)
         now = time.time()
         record: dict[str, Any] = {
             "time": iso_time(now),
@@ -246,6 +243,7 @@ class Store:
             record["body_base64"] = base64.b64encode(message.body).decode()
         assert self._upstream_log is not None
         self._upstream_log.append(record)
+        window.add(key)
         self.upstream_count += 1
         return True
 

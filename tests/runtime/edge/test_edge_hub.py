@@ -259,6 +259,7 @@ def test_twin_desired_patch_reaches_running_module_without_reconnect(edge: EdgeR
     twins = json.loads((edge.state / "twins.json").read_text())
     assert twins["diabetes"]["desired"] == {"threshold": 0.7, "labels": {"high": "b"}}
     assert twins["diabetes"]["desired_version"] == 2
+    assert twins["diabetes"]["reported"] == {"pid": model.pid}  # the module's own patch
 
 
 def test_hub_exits_with_one_line_errors(tmp_path: Path) -> None:
@@ -291,3 +292,24 @@ def test_hub_exits_with_one_line_errors(tmp_path: Path) -> None:
         )
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].startswith(f"error: cannot listen on {HOST}:{port}")
+
+
+def test_duplicates_dropped_and_held_messages_survive_a_hub_restart(edge: EdgeRun) -> None:
+    start(edge)
+    assert send(edge, 20, "h").wait(60) == 0  # no model yet: all held
+    assert send(edge, 20, "h").wait(60) == 0  # the same correlation ids again
+    status = wait_for(
+        lambda: (s := edge.status())["counts"]["duplicates"] >= 20 and s, 10, "20 duplicates"
+    )
+    assert status["held"] == 20 and status["counts"]["duplicates"] == 20
+    assert edge.stop_hub() == 0
+
+    edge.start_hub()
+    assert edge.status()["held"] == 20
+    start_model(edge)
+    wait_for(lambda: len(edge.upstream()) >= 20, 60, "20 upstream")
+    wait_for(lambda: edge.status()["held"] == 0, 30, "nothing held")
+    assert send(edge, 20, "h").wait(60) == 0  # done ones are remembered too
+    time.sleep(1)
+    assert by_correlation(edge.upstream()) == Counter({f"h-{i}": 1 for i in range(20)})
+    assert runs(edge) == Counter({f"h-{i}": 1 for i in range(20)})

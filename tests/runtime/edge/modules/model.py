@@ -6,9 +6,10 @@ message on input ``$INPUT`` (JSON ``{"row": [numbers]}``) is "predicted"
 (the sum) and sent to output ``$OUTPUT`` with the input's correlation id
 and custom properties, plus ``model_ns`` (when the handler began);
 ``{"fail": true}`` goes to ``$ERROR_OUTPUT`` instead. Every call appends
-``<correlation id> <pid>`` to ``$RUNLOG`` and every desired-properties
-patch a JSON line to ``$TWINLOG`` (one ``write`` on an ``O_APPEND`` file
-each). ``$SLOW_MS`` makes each call take that much longer (a backlog
+``<correlation id> <pid>`` to ``$RUNLOG``; the twin read at the start and
+every desired-properties patch go to ``$TWINLOG`` as JSON lines (one
+``write`` on an ``O_APPEND`` file each); the pid is reported as a reported
+property. ``$SLOW_MS`` makes each call take that much longer (a backlog
 builds up in the SDK). Runs until SIGTERM.
 """
 
@@ -68,6 +69,7 @@ def main() -> None:
     client.on_twin_desired_properties_patch_received = on_patch
     client.connect()
     append(os.environ.get("TWINLOG"), json.dumps({"pid": os.getpid(), "twin": client.get_twin()}))
+    client.patch_twin_reported_properties({"pid": os.getpid()})
     stop.wait()
     client.shutdown()
 
