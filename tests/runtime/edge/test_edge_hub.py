@@ -49,6 +49,15 @@ def start_model(edge: EdgeRun, connects: int = 1, **env: str) -> subprocess.Pope
         **env,
     )
     edge.wait_ready("diabetes", connects)
+
+    def started() -> bool:  # the model's last start-up step: it reports its pid
+        try:
+            twins = json.loads((edge.state / "twins.json").read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return False
+        return bool(twins.get("diabetes", {}).get("reported", {}).get("pid") == process.pid)
+
+    wait_for(started, 30, "the model's start-up")
     return process
 
 
@@ -117,7 +126,7 @@ def test_sensor_to_model_to_upstream_1000_messages(edge: EdgeRun) -> None:
 def test_model_killed_mid_stream_every_message_upstream_once(edge: EdgeRun) -> None:
     start(edge)
     # A slow model: its SDK acknowledges messages that wait in its inbox for a handler thread.
-    model = start_model(edge, SLOW_MS="10")
+    model = start_model(edge, SLOW_MS="25")
     sensor = send(edge, 1000, "k")
     wait_for(lambda: sum(runs(edge).values()) >= 300, 60, "300 messages processed")
     os.killpg(model.pid, signal.SIGKILL)
