@@ -619,3 +619,41 @@ def push(
         raise ProviderError(f"push of {ref} failed: {e.explanation or e}") from None
     log(f"pushed {ref}" + (f" ({digest})" if digest else ""))
     return digest
+
+
+def already_pushed(client: Any, built: Built, timeout: float = 5.0) -> str | None:
+    """The registry digest of ``built`` when an earlier push put it there and
+    the registry still serves it (a HEAD of its manifest); else None, and the
+    caller pushes. Saves a push (a stream through the Docker Engine) per
+    service when nothing changed; a registry that wants credentials for the
+    HEAD answers 401 and the image is simply pushed."""
+    import urllib.error
+    import urllib.request
+
+    repo = built.ref.rpartition(":")[0]
+    try:
+        attrs = client.images.get(built.image_id).attrs
+    except Exception:  # noqa: BLE001 - not found, engine hiccup: push as usual
+        return None
+    digest = next(
+        (d.split("@", 1)[1] for d in attrs.get("RepoDigests") or [] if d.split("@", 1)[0] == repo),
+        None,
+    )
+    host, _, path = repo.partition("/")
+    if digest is None or not path or ("." not in host and ":" not in host):
+        return None
+    loopback = host.split(":")[0] in ("127.0.0.1", "localhost", "[::1]")
+    url = f"{'http' if loopback else 'https'}://{host}/v2/{path}/manifests/{digest}"
+    accept = ", ".join((
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.oci.image.index.v1+json",
+    ))  # fmt: skip
+    req = urllib.request.Request(url, method="HEAD", headers={"Accept": accept})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            ok = r.status == 200 and r.headers.get("Docker-Content-Digest", digest) == digest
+    except (OSError, ValueError):
+        return None
+    return digest if ok else None

@@ -439,7 +439,11 @@ class KubernetesProvider(Provider):
         client = dockerengine.client(opts.docker_host, kind="kubernetes")
         spec = self._spec(r, ctx, opts, register=True)
         built = imagebuild.build(client, spec, ctx.log, sleep=ctx.sleep)
-        digest = imagebuild.push(client, built.ref, None, ctx.log, sleep=ctx.sleep)
+        digest = None if built.built else imagebuild.already_pushed(client, built)
+        if digest:
+            ctx.log(f"{built.ref} is in the registry already ({digest}): no push")
+        else:
+            digest = imagebuild.push(client, built.ref, None, ctx.log, sleep=ctx.sleep)
         if not digest:
             raise ProviderError(f"the registry gave no digest for {built.ref}")
         return f"{spec.repository}@{digest}"
