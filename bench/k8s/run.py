@@ -627,6 +627,9 @@ def timeline(root: Path, env: dict[str, str], cmd: list[str]) -> dict[str, Any]:
                 mark.setdefault(key, t)
                 if key in ("rollout", "complete"):
                     mark[f"{key}_last"] = t
+        if "is in the registry already" in what:  # no push: the registry has it
+            mark.setdefault("push", t)
+            mark.setdefault("pushed", t)
 
     def spans(a: str, b: str) -> dict[str, float]:
         xs = [m[b] - m[a] for m in marks.values() if a in m and b in m]
@@ -639,7 +642,6 @@ def timeline(root: Path, env: dict[str, str], cmd: list[str]) -> dict[str, Any]:
         "first_service_line_s": round(first_service, 2),
         "last_push_done_s": round(max(pushed), 2) if pushed else None,
         "last_service_complete_s": round(max(m["complete"] for m in done), 2) if done else None,
-        # the image lookup runs under the builder's one-per-engine lock
         "start_to_image_found_s": spans("start", "find"),
         "push_s": spans("push", "pushed"),
         "pushed_to_complete_s": spans("pushed", "complete"),
