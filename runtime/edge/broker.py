@@ -19,6 +19,12 @@ amqtt's are replaced (it is pinned to 0.12.1 for that reason):
   module whose host vanished is noticed after 1.5 keep-alive periods.
 - **the listening socket and TLS context are the hub's** (bound before the
   broker starts, for a one-line error when the port is taken).
+- **subscriptions outlive the hub process.** The SDK connects with
+  ``clean_session=False`` and never subscribes again on a reconnect (IoT
+  Hub and edgeHub keep the session), so a module that stayed up while the
+  hub restarted would be deaf. The hub keeps each client's subscriptions
+  (``Edge.keep_subscriptions``) and gives them back to a new session of that
+  client id (``Edge.kept_subscriptions``).
 
 Messages to a module go out through ``Broker.sessions[client_id][1]``
 (that connection's handler): ``mqtt_publish`` sends and waits for the
@@ -73,6 +79,12 @@ class Edge(Protocol):
     def on_subscribed(self, module: str, topics: list[str]) -> None: ...
 
     def on_disconnected(self, module: str) -> None: ...
+
+    def keep_subscriptions(self, client_id: str, subscriptions: list[tuple[str, int]]) -> None:
+        """The client's topic filters and QoS now (empty: forget them); kept on disk."""
+
+    def kept_subscriptions(self, client_id: str) -> list[tuple[str, int]]:
+        """What ``keep_subscriptions`` last kept for the client (across hub restarts)."""
 
 
 class EdgeHandler(BrokerProtocolHandler):
@@ -138,6 +150,8 @@ class EdgeBroker(Broker):
         self.edge = edge
         self._sock = sock
         self._context = context
+        #: Subscriptions to give back to a client id's new session (see the module docstring).
+        self._restore: dict[str, list[tuple[str, int]]] = {}
 
     async def _create_server_instance(
         self,
@@ -174,6 +188,7 @@ class EdgeBroker(Broker):
         client_id = session.client_id or ""
         if session.clean_session:
             await self._delete_session(client_id)
+            self.edge.keep_subscriptions(client_id, [])
             session.parent = 0
         elif client_id in self._sessions:
             # A module reconnecting (or restarted) with clean_session=False, as the SDK does:
@@ -190,6 +205,9 @@ class EdgeBroker(Broker):
             session.parent = 1
         else:
             session.parent = 0
+            kept = self.edge.kept_subscriptions(client_id)
+            if kept:  # the hub restarted under a module that kept its session
+                self._restore[client_id] = kept
         if session.keep_alive > 0:
             # MQTT 3.1.1: the server may close after one and a half keep-alive periods.
             session.keep_alive = session.keep_alive + (session.keep_alive + 1) // 2
@@ -205,6 +223,8 @@ class EdgeBroker(Broker):
                 # disconnected after this one connected.
                 client_session.transitions.connect()
             self.edge.on_connected(handler.module, client_session.client_id)
+            for subscription in self._restore.pop(client_session.client_id, []):
+                await self.add_subscription(subscription, client_session)
             subscribed = [
                 topic
                 for topic, subscribers in self._subscriptions.items()
@@ -221,6 +241,26 @@ class EdgeBroker(Broker):
         if isinstance(handler, EdgeHandler):
             topics = [topic for topic, _ in subscribe_waiter.result().topics]
             self.edge.on_subscribed(handler.module, topics)
+            self._keep(client_session)
+
+    async def _handle_unsubscription(
+        self, client_session: Session, handler: Any, unsubscribe_waiter: asyncio.Future[Any]
+    ) -> None:
+        await super()._handle_unsubscription(client_session, handler, unsubscribe_waiter)
+        if isinstance(handler, EdgeHandler):
+            self._keep(client_session)
+
+    def _keep(self, session: Session) -> None:
+        client_id = session.client_id or ""
+        self.edge.keep_subscriptions(
+            client_id,
+            sorted(
+                (topic, qos)
+                for topic, subscribers in self._subscriptions.items()
+                for s, qos in subscribers
+                if s.client_id == client_id
+            ),
+        )
 
     async def _handle_disconnect(
         self, client_session: Session, handler: Any, disconnect_waiter: asyncio.Future[Any]

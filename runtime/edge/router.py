@@ -36,7 +36,7 @@ from modelform.runtime.edge import identities as ids
 from modelform.runtime.edge import sas
 from modelform.runtime.edge.broker import EdgeBroker, Refused
 from modelform.runtime.edge.condition import MessageView
-from modelform.runtime.edge.files import write_json
+from modelform.runtime.edge.files import read_json, write_json
 from modelform.runtime.edge.manifest import Deployment, ManifestError
 from modelform.runtime.edge.manifest import load as load_manifest
 from modelform.runtime.edge.messages import Message, events_prefix, input_topic, parse_properties
@@ -47,6 +47,8 @@ from modelform.runtime.edge.twins import Twins
 #: Deliveries sent to one module and not yet acknowledged (PUBACK), at most.
 WINDOW = 64
 STATUS_FILE = "status.json"
+#: Each client id's MQTT subscriptions, kept across hub restarts (see ``broker``).
+SESSIONS_FILE = "sessions.json"
 STATUS_EVERY_S = 0.5
 MANIFEST_POLL_S = 1.0
 
@@ -119,6 +121,7 @@ class Router:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._last_status: dict[str, Any] | None = None
         self._stopping = False
+        self._sessions: dict[str, list[tuple[str, int]]] = {}
 
     # ---- life cycle ------------------------------------------------------------------------
 
@@ -126,6 +129,11 @@ class Router:
         """Read what the state folder keeps (held deliveries, upstream keys, twins)."""
         self.store.open()
         self.twins.open()
+        with contextlib.suppress(FileNotFoundError, ValueError, TypeError):
+            kept = read_json(self.state_dir / SESSIONS_FILE)
+            self._sessions = {
+                str(c): [(str(t), int(q)) for t, q in subs] for c, subs in kept.items()
+            }
         self.twins.set_desired(self.deployment.desired)
         for module in self.deployment.modules:
             self._state(module)
@@ -232,6 +240,18 @@ class Router:
             elif topic.startswith("$iothub/twin/PATCH/properties/desired"):
                 state.desired_patches = True
         state.wake.set()
+
+    def keep_subscriptions(self, client_id: str, subscriptions: list[tuple[str, int]]) -> None:
+        if self._sessions.get(client_id, []) == subscriptions:
+            return
+        if subscriptions:
+            self._sessions[client_id] = subscriptions
+        else:
+            self._sessions.pop(client_id, None)
+        write_json(self.state_dir / SESSIONS_FILE, self._sessions)
+
+    def kept_subscriptions(self, client_id: str) -> list[tuple[str, int]]:
+        return list(self._sessions.get(client_id, []))
 
     def on_disconnected(self, module: str) -> None:
         state = self._state(module)
