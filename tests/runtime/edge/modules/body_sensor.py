@@ -5,7 +5,8 @@ message (UTF-8, content type JSON) on output ``$OUTPUT`` (default ``rows``)
 with correlation id ``$PREFIX-<i>`` and custom properties ``index`` (i),
 ``sent_ns`` (time.time_ns() when the send began, for latency) and ``odd``
 (characters that need encoding). ``send_message_to_output`` returns once the
-hub acknowledged. Prints ``sent <n>`` and exits.
+hub acknowledged; ``$INTERVAL`` (seconds) paces the sends. Prints ``sent <n>`` and
+exits.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ def main() -> None:
         bodies = json.load(handle)
     prefix = os.environ.get("PREFIX", "m")
     output = os.environ.get("OUTPUT", "rows")
+    interval = float(os.environ.get("INTERVAL", "0"))
     client = IoTHubModuleClient.create_from_edge_environment()
     client.connect()
     for i, body in enumerate(bodies):
@@ -33,6 +35,8 @@ def main() -> None:
             "odd": "a&b=c%d e",
         }
         client.send_message_to_output(message, output)
+        if interval:
+            time.sleep(interval)
     print(f"sent {len(bodies)}", flush=True)
     client.shutdown()
 
