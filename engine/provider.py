@@ -156,7 +156,7 @@ class Context:
         with waiting() if elsewhere else contextlib.nullcontext():
             while True:
                 if self.cancelled():
-                    raise Cancelled(f"{self.address or 'step'}: interrupted")
+                    raise Cancelled("interrupted")
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return

@@ -15,6 +15,7 @@ their end undisturbed (``stopped`` stays False, so their waits go on).
 
 from __future__ import annotations
 
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -45,6 +46,20 @@ def waiting() -> Iterator[None]:
     finally:
         sem.acquire()
         _slot.held = True
+
+
+@contextmanager
+def _sigint_held() -> Iterator[None]:
+    """SIGINT held back for the block (in this thread); one that came meanwhile
+    raises KeyboardInterrupt when the block ends."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 class _NotStarted(Exception):
@@ -111,9 +126,15 @@ class Walker:
 
         with ThreadPoolExecutor(in_flight) as pool:
             while ready or running:
-                while ready and len(running) < in_flight and not self._held():
-                    n = ready.pop(0)
-                    running[pool.submit(run_step, n)] = n
+                try:
+                    # Ctrl-C waits until every step started here is tracked
+                    # (a thread's start can be interrupted half-way otherwise).
+                    with _sigint_held():
+                        while ready and len(running) < in_flight and not self._held():
+                            n = ready.pop(0)
+                            running[pool.submit(run_step, n)] = n
+                except KeyboardInterrupt:
+                    self.stop()
                 if not running:
                     break
                 try:

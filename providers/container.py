@@ -359,7 +359,7 @@ class ContainerProvider(Provider):
             dk.wait_ready(container, attrs["url"], local, opts.startup_timeout, ctx.sleep)
         except Cancelled:
             made = _made(container, attrs)
-            msg = f"{r.address}: interrupted while container {name} was starting"
+            msg = f"interrupted while container {name} was starting"
             raise Cancelled(msg, attributes=made) from None
         except ProviderError:
             dk.remove(container, grace=2)
@@ -404,7 +404,7 @@ class ContainerProvider(Provider):
         try:
             dk.wait_ready(c, planned["url"], local, opts.startup_timeout, ctx.sleep)
         except Cancelled:
-            msg = f"{r.address}: interrupted while container {c.name} was starting"
+            msg = f"interrupted while container {c.name} was starting"
             raise Cancelled(msg, attributes=_made(c, wanted)) from None
         c.reload()
         return {**wanted, **dk.observe(c, wanted)}

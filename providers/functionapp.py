@@ -328,7 +328,7 @@ class FunctionAppProvider(Provider):
             try:
                 ctx.sleep(0.1)
             except Cancelled as e:
-                msg = f"{r.address}: interrupted while waiting for the host"
+                msg = "interrupted while waiting for the host"
                 raise Cancelled(msg, attributes=made) from e
         names = ", ".join(f"{n} ({k})" for n, k in planned["functions"].items())
         ctx.log(f"functions host running: {names}")

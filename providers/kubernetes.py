@@ -161,10 +161,6 @@ class KubernetesProvider(Provider):
             return Proposal(planned, requires_replace={"namespace", "kubeconfig", "context"},
                             notes=notes)  # fmt: skip
         planned = self._desired(resource, ctx, opts)
-        if prior and prior.get("status") == ServiceStatus.TRANSITIONING.value:
-            # Rolling out or scaling: coming up, not broken.
-            if all(prior.get(k) == v for k, v in planned.items() if k != "status"):
-                planned["status"] = prior["status"]
         same_image = prior and prior.get("image_digest") == planned["image_digest"]
         planned["image"] = prior.get("image") if same_image and prior else UNKNOWN
         planned["key"] = None
@@ -181,6 +177,13 @@ class KubernetesProvider(Provider):
             n: Child(CHILD_TYPES[n], ko.managed(m))
             for n, m in ko.manifests(planned, planned["key"]).items()
         }
+        if prior and prior.get("status") == ServiceStatus.TRANSITIONING.value:
+            # Rolling out or scaling: coming up, not broken — unless something
+            # else changes (an object changed by hand): then apply makes it so
+            # and follows the rollout to its end.
+            same = all(prior.get(k) == v for k, v in planned.items() if k != "status")
+            if same and _unchanged({n: c.attributes for n, c in children.items()}, ctx.children):
+                planned["status"] = prior["status"]
         return Proposal(
             planned,
             requires_replace=set(REPLACE_ON),
@@ -684,6 +687,18 @@ def _child_ref(rec: dict[str, Any]) -> tuple[str, str, str, str]:
     labels = rec.get("metadata.labels") or {}
     return (str(rec.get("kind")), str(rec.get("metadata.namespace")),
             str(rec.get("metadata.name")), str(labels.get(ko.PROJECT, "")))  # fmt: skip
+
+
+def _unchanged(planned: dict[str, dict[str, Any]], prior: dict[str, dict[str, Any]]) -> bool:
+    """Whether no child object would change, judged as the engine judges it
+    (a wholly unknown value is no change)."""
+    if set(planned) != set(prior):
+        return False
+    return all(
+        v is UNKNOWN or (is_known(v) and prior[n].get(k) == v)
+        for n, attrs in planned.items()
+        for k, v in attrs.items()
+    )
 
 
 def _selector(attrs: dict[str, Any]) -> str:

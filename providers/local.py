@@ -273,7 +273,7 @@ class LocalProvider(Provider):
             try:
                 ctx.sleep(0.05)
             except Cancelled as e:  # it runs, unchecked: recorded tainted
-                msg = f"{r.address}: interrupted while waiting for it to be ready"
+                msg = "interrupted while waiting for it to be ready"
                 raise Cancelled(msg, attributes=made) from e
         return {**made, "status": ServiceStatus.HEALTHY.value}
 
