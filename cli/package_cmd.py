@@ -76,7 +76,7 @@ def register(app: typer.Typer) -> None:
                 view.error(str(e), e.log)
                 return Exit.ERROR
             if "summary" in out:  # another artefact (a function app): its own line
-                view.data(out, str(out.get("summary", out)))
+                view.data(out, str(out["summary"]))
                 return Exit.OK
             what = "built" if out["built"] else "already built"
             human = f"{out['image']} ({out['digest_tag'].rsplit(':', 1)[1]}): {what}"

@@ -13,6 +13,7 @@ provider written for another version, naming it). See docs/plugins.md.
 
 from __future__ import annotations
 
+from modelform.engine.decide import changed_keys
 from modelform.engine.diagnostics import Diagnostic, DiagnosticError, Pos
 from modelform.engine.kinds import shared_options
 from modelform.engine.provider import (
@@ -51,6 +52,7 @@ __all__ = [
     "ProviderError",
     "Resource",
     "ServiceStatus",
+    "changed_keys",
     "check_test_response",
     "http_check",
     "is_known",

@@ -117,6 +117,12 @@ def trigger_problems(doc: dict[str, Any]) -> list[str]:
     return out
 
 
+def host_health(doc: dict[str, Any] | None) -> str:
+    """The service's status from the host's status document (None: no answer)."""
+    running = doc is not None and doc.get("state") == "Running" and not trigger_problems(doc)
+    return ServiceStatus.HEALTHY.value if running else ServiceStatus.UNHEALTHY.value
+
+
 def host_status(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
     """The host's ``/admin/host/status`` document, or None if it does not answer."""
     try:
@@ -240,10 +246,8 @@ class FunctionAppProvider(Provider):
             return None
         doc = host_status(str(prior["url"]))
         if doc is None:
-            return {**prior, "status": ServiceStatus.UNHEALTHY.value}
-        running = doc.get("state") == "Running" and not trigger_problems(doc)
-        status = ServiceStatus.HEALTHY.value if running else ServiceStatus.UNHEALTHY.value
-        return {**prior, "status": status, "app_digest": doc.get("app_digest")}
+            return {**prior, "status": host_health(doc)}
+        return {**prior, "status": host_health(doc), "app_digest": doc.get("app_digest")}
 
     def discover(self, ctx: Context) -> list[dict[str, Any]]:
         out = []
@@ -254,8 +258,7 @@ class FunctionAppProvider(Provider):
             if attrs.get("run_as") is None:  # another kind's process (local)
                 continue
             attrs.update(pid=f.pid, started=f.started)
-            doc = host_status(str(attrs.get("url", "")))
-            attrs["status"] = ServiceStatus.HEALTHY.value if doc else ServiceStatus.UNHEALTHY.value
+            attrs["status"] = host_health(host_status(str(attrs.get("url", ""))))
             out.append({"address": f.address, "attributes": attrs, "complete": False})
         opts = options(ctx.target) if ctx.target else None
         if opts is None or opts.run_as != "container":
@@ -267,8 +270,7 @@ class FunctionAppProvider(Provider):
                 continue
             attrs = json.loads(c.labels.get(LABEL_ATTRS) or "{}")
             attrs.update(container_id=c.id, pid=None, started=None)
-            doc = host_status(str(attrs.get("url", "")))
-            attrs["status"] = ServiceStatus.HEALTHY.value if doc else ServiceStatus.UNHEALTHY.value
+            attrs["status"] = host_health(host_status(str(attrs.get("url", ""))))
             address = c.labels.get(LABEL_ADDRESS, "")
             out.append({"address": address, "attributes": attrs, "complete": False})
         return out
@@ -278,7 +280,8 @@ class FunctionAppProvider(Provider):
         opts = options(ctx.target, r.pos)
         proc.port_free(planned["host"], int(planned["port"]))
         app_dir = Path(planned["app_dir"])
-        digest = self._write(r, ctx, app_dir)
+        app = self._app(r, ctx, register=True)
+        digest = self._write(app, app_dir)
         if digest != planned["app_digest"]:  # the files changed since the plan
             raise ProviderError(
                 f"the app's files changed since the plan ({planned['app_digest']} "
@@ -289,7 +292,7 @@ class FunctionAppProvider(Provider):
             key = secrets.token_urlsafe(32)
         attrs = {k: v for k, v in planned.items() if k not in COMPUTED}
         if opts.run_as == "container":
-            made = self._run_container(r, planned, ctx, opts, app_dir, key, attrs)
+            made = self._run_container(r, planned, ctx, opts, app, app_dir, key, attrs)
             what = f"container {str(made['container_id'])[:12]} ({made['image']})"
         else:
             made = self._spawn(r, planned, ctx, opts, app_dir, key, attrs)
@@ -358,11 +361,11 @@ class FunctionAppProvider(Provider):
                 "image": None, "status": ServiceStatus.TRANSITIONING.value}  # fmt: skip
 
     def _run_container(
-        self, r: Resource, planned: dict[str, Any], ctx: Context, opts: Options, app_dir: Path,
-        key: str | None, attrs: dict[str, Any],
+        self, r: Resource, planned: dict[str, Any], ctx: Context, opts: Options,
+        app: fp.AppSpec, app_dir: Path, key: str | None, attrs: dict[str, Any],
     ) -> dict[str, Any]:  # fmt: skip
         client = dockerengine.client(opts.docker_host, kind="functionapp")
-        spec = self._image_spec(r, ctx, opts, self._app(r, ctx), app_dir)
+        spec = self._image_spec(r, ctx, opts, app, app_dir)
         if spec.digest() != planned.get("image_digest"):
             raise ProviderError("the app's image inputs changed since the plan: plan again")
         built = imagebuild.build(client, spec, ctx.log, sleep=ctx.sleep)
@@ -375,14 +378,14 @@ class FunctionAppProvider(Provider):
         return {**attrs, "key": key, "pid": None, "started": None, "container_id": cid,
                 "image": built.ref, "status": ServiceStatus.TRANSITIONING.value}  # fmt: skip
 
-    def _write(self, r: Resource, ctx: Context, app_dir: Path) -> str:
-        """The app written to ``app_dir`` (again, if it is there: the same
+    def _write(self, app: fp.AppSpec, app_dir: Path) -> str:
+        """``app`` written to ``app_dir`` (again, if it is there: the same
         inputs give the same bytes); its digest."""
         try:
             if app_dir.exists():
                 shutil.rmtree(app_dir)
             app_dir.parent.mkdir(parents=True, exist_ok=True)
-            return fp.write_app(self._app(r, ctx, register=True), app_dir)
+            return fp.write_app(app, app_dir)
         except fp.PackageError as e:
             raise ProviderError(str(e)) from None
 
@@ -473,12 +476,10 @@ class FunctionAppProvider(Provider):
                 )
             )
         out = ctx.work_dir / "packages" / resource.name
+        app = self._app(resource, ctx)
         try:
-            if out.exists():
-                shutil.rmtree(out)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            digest = fp.write_app(self._app(resource, ctx), out / "app")
-        except fp.PackageError as e:
+            digest = self._write(app, out / "app")
+        except ProviderError as e:  # no engine here to name the service
             raise ProviderError(f"{resource.address}: {e}") from None
         zipped = fp.package_zip(out / "app", out / f"{resource.name}.zip")
         short = digest.split(":")[-1][:16]
@@ -489,7 +490,7 @@ class FunctionAppProvider(Provider):
         opts = options(ctx.target, resource.pos)
         if opts.run_as == "container":  # and its image, with the container target's builder
             client = dockerengine.client(opts.docker_host, kind="functionapp")
-            spec = self._image_spec(resource, ctx, opts, self._app(resource, ctx), out / "app")
+            spec = self._image_spec(resource, ctx, opts, app, out / "app")
             built = imagebuild.build(client, spec, ctx.log, sleep=ctx.sleep)
             result.update(image=built.ref, digest_tag=built.digest_ref, built=built.built)
             result["summary"] += f", image {built.ref}"

@@ -164,6 +164,9 @@ class Built:
     built: bool
     seconds: float = 0.0
     cached_steps: list[str] = field(default_factory=list)
+    #: ``<repo>@sha256:…`` for each registry an earlier push put it in (an
+    #: image found again; one just built has none).
+    repo_digests: tuple[str, ...] = ()
 
 
 # -- inputs -------------------------------------------------------------------
@@ -442,7 +445,8 @@ def find(client: Any, spec: ImageSpec, *, look_only: bool = False) -> Built | No
     if img.labels.get(LABEL_DIGEST) != spec.digest():
         return None
     ref = _version_ref(client, spec.repository, img, assign=not look_only)
-    return Built(ref, digest_ref, img.id, built=False)
+    digests = tuple(img.attrs.get("RepoDigests") or ())
+    return Built(ref, digest_ref, img.id, built=False, repo_digests=digests)
 
 
 def _version_ref(client: Any, repo: str, img: Any, assign: bool = True) -> str:
@@ -621,23 +625,17 @@ def push(
     return digest
 
 
-def already_pushed(client: Any, built: Built, timeout: float = 5.0) -> str | None:
+def already_pushed(built: Built, timeout: float = 5.0) -> str | None:
     """The registry digest of ``built`` when an earlier push put it there and
     the registry still serves it (a HEAD of its manifest); else None, and the
     caller pushes. Saves a push (a stream through the Docker Engine) per
     service when nothing changed; a registry that wants credentials for the
     HEAD answers 401 and the image is simply pushed."""
-    import urllib.error
     import urllib.request
 
     repo = built.ref.rpartition(":")[0]
-    try:
-        attrs = client.images.get(built.image_id).attrs
-    except Exception:  # noqa: BLE001 - not found, engine hiccup: push as usual
-        return None
     digest = next(
-        (d.split("@", 1)[1] for d in attrs.get("RepoDigests") or [] if d.split("@", 1)[0] == repo),
-        None,
+        (d.split("@", 1)[1] for d in built.repo_digests if d.split("@", 1)[0] == repo), None
     )
     host, _, path = repo.partition("/")
     if digest is None or not path or ("." not in host and ":" not in host):

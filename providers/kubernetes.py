@@ -27,7 +27,6 @@ fetches objects one by one.
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 import secrets
@@ -50,6 +49,7 @@ from modelform.plugin import (
     ProviderError,
     Resource,
     ServiceStatus,
+    changed_keys,
     check_test_response,
     is_known,
 )
@@ -182,7 +182,10 @@ class KubernetesProvider(Provider):
             # else changes (an object changed by hand): then apply makes it so
             # and follows the rollout to its end.
             same = all(prior.get(k) == v for k, v in planned.items() if k != "status")
-            if same and _unchanged({n: c.attributes for n, c in children.items()}, ctx.children):
+            kids_same = set(children) == set(ctx.children) and not any(
+                changed_keys(ctx.children[n], c.attributes) for n, c in children.items()
+            )
+            if same and kids_same:
                 planned["status"] = prior["status"]
         return Proposal(
             planned,
@@ -442,7 +445,7 @@ class KubernetesProvider(Provider):
         client = dockerengine.client(opts.docker_host, kind="kubernetes")
         spec = self._spec(r, ctx, opts, register=True)
         built = imagebuild.build(client, spec, ctx.log, sleep=ctx.sleep)
-        digest = None if built.built else imagebuild.already_pushed(client, built)
+        digest = None if built.built else imagebuild.already_pushed(built)
         if digest:
             ctx.log(f"{built.ref} is in the registry already ({digest}): no push")
         else:
@@ -456,7 +459,9 @@ class KubernetesProvider(Provider):
         ns, name = str(attrs["namespace"]), str(attrs["name"])
         deadline = time.monotonic() + float(attrs["rollout_timeout_seconds"])
         said = ""
-        for tick in itertools.count(1):
+        tick = 0
+        while True:
+            tick += 1
             dep = k.get("Deployment", ns, name)
             if dep is None:
                 return ServiceStatus.FAILED.value, f"deployment {name} vanished during the rollout"
@@ -477,7 +482,6 @@ class KubernetesProvider(Provider):
                 timeout = float(attrs["rollout_timeout_seconds"])
                 return ServiceStatus.FAILED.value, f"not rolled out after {timeout:.0f} s ({line})"
             ctx.sleep(0.25, elsewhere=True)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _rollback(
         self, k: Kube, attrs: dict[str, Any], dep: dict[str, Any], before: int | None,
@@ -687,18 +691,6 @@ def _child_ref(rec: dict[str, Any]) -> tuple[str, str, str, str]:
     labels = rec.get("metadata.labels") or {}
     return (str(rec.get("kind")), str(rec.get("metadata.namespace")),
             str(rec.get("metadata.name")), str(labels.get(ko.PROJECT, "")))  # fmt: skip
-
-
-def _unchanged(planned: dict[str, dict[str, Any]], prior: dict[str, dict[str, Any]]) -> bool:
-    """Whether no child object would change, judged as the engine judges it
-    (a wholly unknown value is no change)."""
-    if set(planned) != set(prior):
-        return False
-    return all(
-        v is UNKNOWN or (is_known(v) and prior[n].get(k) == v)
-        for n, attrs in planned.items()
-        for k, v in attrs.items()
-    )
 
 
 def _selector(attrs: dict[str, Any]) -> str:
