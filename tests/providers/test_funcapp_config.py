@@ -14,35 +14,17 @@ import pytest
 from modelform.engine import kinds
 from modelform.engine.config import Config
 from modelform.engine.diagnostics import DiagnosticError
-from modelform.engine.kinds import KindInfo
 from modelform.engine.loader import load
 from modelform.engine.values import UNKNOWN
 from modelform.plugin import Resource
 from modelform.providers import funcapp_config as fc
 from modelform.providers import funcapp_trigger as ft
 from modelform.providers import k8s_config
+from tests.engine.catalogs import OneKindCatalog, service_resource
 
-
-class Catalog:
-    """The installed kinds, as far as these tests need: functionapp alone."""
-
-    def kinds(self) -> list[str]:
-        return ["core", "functionapp"]
-
-    def info(self, kind: str) -> KindInfo | None:
-        if kind == "core":
-            return KindInfo(kind="core", service_schema={}, target_schema={})
-        if kind == "functionapp":
-            return KindInfo(
-                kind="functionapp",
-                service_schema=fc.SERVICE_SCHEMA,
-                target_schema=fc.TARGET_SCHEMA,
-                description="function apps",
-            )
-        return None
-
-
-CATALOG = Catalog()
+CATALOG = OneKindCatalog(
+    "functionapp", fc.SERVICE_SCHEMA, fc.TARGET_SCHEMA, description="function apps"
+)
 HEAD = """\
 project: p
 models:
@@ -74,15 +56,7 @@ def errors(tmp_path: Path, services: str, head: str = HEAD) -> list[str]:
 
 
 def resource(cfg: Config, name: str) -> Resource:
-    return Resource(
-        address=f"service.{name}",
-        type="service",
-        name=name,
-        provider="functionapp",
-        config=cfg.services[name],
-        pos=cfg.pos(("services", name)),
-        positions=cfg.positions_under("services", name),
-    )
+    return service_resource(cfg, name, "functionapp")
 
 
 def line_of(path: Path, text: str) -> int:

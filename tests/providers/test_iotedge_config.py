@@ -14,35 +14,17 @@ import pytest
 
 from modelform.engine.config import Config
 from modelform.engine.diagnostics import DiagnosticError
-from modelform.engine.kinds import KindInfo
 from modelform.engine.loader import load
 from modelform.engine.values import UNKNOWN
 from modelform.plugin import Resource
 from modelform.providers import iotedge_config as ic
 from modelform.providers import iotedge_manifest as im
 from modelform.providers import k8s_config
+from tests.engine.catalogs import OneKindCatalog, service_resource
 
-
-class Catalog:
-    """The installed kinds, as far as these tests need: iotedge alone."""
-
-    def kinds(self) -> list[str]:
-        return ["core", "iotedge"]
-
-    def info(self, kind: str) -> KindInfo | None:
-        if kind == "core":
-            return KindInfo(kind="core", service_schema={}, target_schema={})
-        if kind == "iotedge":
-            return KindInfo(
-                kind="iotedge",
-                service_schema=ic.SERVICE_SCHEMA,
-                target_schema=ic.TARGET_SCHEMA,
-                description="IoT Edge devices",
-            )
-        return None
-
-
-CATALOG = Catalog()
+CATALOG = OneKindCatalog(
+    "iotedge", ic.SERVICE_SCHEMA, ic.TARGET_SCHEMA, description="IoT Edge devices"
+)
 TO_MODEL = 'FROM /messages/modules/sensor/outputs/rows INTO BrokeredEndpoint("/modules/diabetes/inputs/rows")'  # noqa: E501
 UP = "FROM /messages/modules/diabetes/outputs/predictions INTO $upstream"
 TARGET = f"""\
@@ -91,15 +73,7 @@ def load_errors(tmp_path: Path, target: str = TARGET, services: str = DIABETES) 
 
 
 def service(cfg: Config, name: str) -> Resource:
-    return Resource(
-        address=f"service.{name}",
-        type="service",
-        name=name,
-        provider="iotedge",
-        config=cfg.services[name],
-        pos=cfg.pos(("services", name)),
-        positions=cfg.positions_under("services", name),
-    )
+    return service_resource(cfg, name, "iotedge")
 
 
 def device(cfg: Config, name: str = "edge") -> Resource:
