@@ -371,15 +371,7 @@ class BlobTrigger:
         outcome = self.invoker.call(
             self.spec, inputs, retry_count=attempt - 1, max_retries=MAX_ATTEMPTS - 1
         )
-        if outcome.ok:
-            started = time.perf_counter()
-            try:
-                self.writer.write(self.spec, outcome, data)
-            except (BindingError, PatternError, StoreError, SettingsError) as error:
-                outcome.ok = False
-                outcome.error = f"writing outputs failed: {error}"
-            outcome.seconds += time.perf_counter() - started
-        return outcome
+        return self.writer.finish(self.spec, outcome, data)
 
     def _finish(
         self,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import mimetypes
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,7 +42,7 @@ from modelform.runtime.functions.settings import (
     servicebus_from_setting,
     storage_from_setting,
 )
-from modelform.runtime.functions.stores import BlobStore, open_store
+from modelform.runtime.functions.stores import BlobStore, StoreError, open_store
 
 OUTPUT_TYPES = ("blob", "queue", "serviceBus", "http")
 DEFAULT_STORAGE = "AzureWebJobsStorage"
@@ -155,6 +156,21 @@ class OutputWriter:
     def __init__(self, connections: Connections, options: HostOptions) -> None:
         self.connections = connections
         self.options = options
+
+    def finish(self, spec: FunctionSpec, outcome: Outcome, data: Mapping[str, Any]) -> Outcome:
+        """``outcome`` of a run, its outputs written if it succeeded: a write
+        that fails fails the run (so the trigger retries it); the writing's
+        time counts in the run's."""
+        if not outcome.ok:
+            return outcome
+        started = time.perf_counter()
+        try:
+            self.write(spec, outcome, data)
+        except (BindingError, PatternError, StoreError, SettingsError) as error:
+            outcome.ok = False
+            outcome.error = f"writing outputs failed: {error}"
+        outcome.seconds += time.perf_counter() - started
+        return outcome
 
     def write(self, spec: FunctionSpec, outcome: Outcome, data: Mapping[str, Any]) -> None:
         """Write what the function set and returned (raises BindingError, StoreError...)."""

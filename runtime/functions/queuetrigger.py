@@ -266,15 +266,7 @@ class QueueTrigger:
         except (BindingError, PatternError, StoreError, UnicodeDecodeError) as error:
             return Outcome(False, 0.0, error=f"{type(error).__name__}: {error}")
         outcome = self.invoker.call(self.spec, inputs)
-        if outcome.ok:
-            started = time.perf_counter()
-            try:
-                self.writer.write(self.spec, outcome, data)
-            except (BindingError, PatternError, StoreError, SettingsError) as error:
-                outcome.ok = False
-                outcome.error = f"writing outputs failed: {error}"
-            outcome.seconds += time.perf_counter() - started
-        return outcome
+        return self.writer.finish(self.spec, outcome, data)
 
     def _settle(
         self, item: _Held, *, delete: bool = False, visible_in: int = 0, release: bool = False

@@ -29,7 +29,6 @@ from modelform.runtime.functions.bindings import BindingError, servicebus_value
 from modelform.runtime.functions.invoke import Invoker, Outcome
 from modelform.runtime.functions.loader import FunctionSpec
 from modelform.runtime.functions.outputs import Connections, OutputWriter, trigger_param
-from modelform.runtime.functions.patterns import PatternError
 from modelform.runtime.functions.settings import SettingsError
 from modelform.runtime.functions.stores import StoreError
 from modelform.runtime.functions.workers import Workers
@@ -297,13 +296,7 @@ class ServiceBusTrigger:
         except (BindingError, UnicodeDecodeError, ValueError) as error:
             return Outcome(False, 0.0, error=f"{type(error).__name__}: {error}")
         outcome = self.invoker.call(self.spec, {self._param.name: value})
-        if outcome.ok:
-            try:
-                self.writer.write(self.spec, outcome, {"MessageId": str(message.message_id)})
-            except (BindingError, PatternError, StoreError, SettingsError) as error:
-                outcome.ok = False
-                outcome.error = f"writing outputs failed: {error}"
-        return outcome
+        return self.writer.finish(self.spec, outcome, {"MessageId": str(message.message_id)})
 
 
 def _close(receiver: Any) -> None:
