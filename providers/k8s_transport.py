@@ -99,10 +99,28 @@ class Transport:
 # -- the kubeconfig -----------------------------------------------------------
 
 
+_loaded: dict[tuple[str, str | None, int], Transport] = {}
+_loaded_guard = threading.Lock()
+
+
 def load(path: str, context: str | None) -> Transport:
     """A transport for ``context`` (default: the file's current one) of the
-    kubeconfig at ``path``. ConfigError for a file that cannot be used,
-    Unsupported for one the kubernetes package must read."""
+    kubeconfig at ``path``, one per process while the file is unchanged (its
+    pool is thread-safe, and an exec plugin then runs once, not per thread).
+    ConfigError for a file that cannot be used, Unsupported for one the
+    kubernetes package must read."""
+    try:
+        key = (str(Path(path).resolve()), context, Path(path).stat().st_mtime_ns)
+    except OSError as e:
+        raise ConfigError(f"{e.strerror}") from None
+    with _loaded_guard:
+        found = _loaded.get(key)
+        if found is None:
+            found = _loaded[key] = _load(path, context)
+        return found
+
+
+def _load(path: str, context: str | None) -> Transport:
     try:
         doc = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as e:

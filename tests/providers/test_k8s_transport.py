@@ -109,8 +109,10 @@ def test_an_exec_plugin_runs_once_and_its_token_is_used(
     kube = k8s_api.Kube(_write(tmp_path / "config", _with_user(_config(kubeconfig), user)), None)
     assert _whoami(kube) == f"system:serviceaccount:{k8s_namespace}:default"
     assert _whoami(kube) == f"system:serviceaccount:{k8s_namespace}:default"
+    other_thread = k8s_api.Kube(kube.kubeconfig, None)  # one Kube per thread: one transport
+    assert _whoami(other_thread) == f"system:serviceaccount:{k8s_namespace}:default"
     runs = (tmp_path / "runs").read_text().splitlines()
-    assert len(runs) == 1  # the credential is held until it expires
+    assert len(runs) == 1  # the credential is held until it expires, by the process
     assert json.loads(runs[0])["spec"]["interactive"] is False
 
 
