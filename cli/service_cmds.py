@@ -59,8 +59,8 @@ def register(app: typer.Typer) -> None:
             problems: list[Diagnostic] = []
             for node in nodes.values():
                 provider = ws.registry.get(node.provider)
-                if node.type != "service":
-                    continue
+                if node.type != "service" and not (node.type == "target" and "/" in node.address):
+                    continue  # services and target-owned resources have provider checks
                 # The provider's own checks (a trigger's settings, autoscale's
                 # bounds), on the options as written: what refers to other
                 # resources is not known yet, and the checks skip it.

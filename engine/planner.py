@@ -145,6 +145,11 @@ def resolve_node(node: Node, known: Records, config: Config, run: Run) -> tuple[
     )
     inputs = {dep: known.get(dep, {}) for dep in node.depends_on}
     positions = config.positions_under(section, node.name)
+    members: dict[str, Resource] = {}
+    if node.type == "target" and "/" in node.address:  # a target-owned resource
+        for dep in sorted(node.depends_on):
+            if dep.startswith("service.") and dep in run.nodes:
+                members[dep] = resolve_node(run.nodes[dep], known, config, run)[0]
     resource = Resource(
         address=node.address,
         type=node.type,
@@ -156,6 +161,7 @@ def resolve_node(node: Node, known: Records, config: Config, run: Run) -> tuple[
         pos=node.pos,
         inputs=inputs,
         positions=positions,
+        members=members,
     )
     return resource, run.context(node.address, target_of(node, known, config), node.type)
 
@@ -203,8 +209,12 @@ def refresh(run: Run, prior: Records) -> tuple[Records, list[Drift]]:
             "attributes": attrs,
             "status": attrs.get("status", rec.get("status")),
         }
-        keys = changed_keys(rec["attributes"], attrs) + [
-            k for k in rec["attributes"] if k not in attrs
+        observed = run.provider(rec["provider"]).observed
+        keys = [
+            k
+            for k in changed_keys(rec["attributes"], attrs)
+            + [k for k in rec["attributes"] if k not in attrs]
+            if k not in observed
         ]
         if keys:
             drift.append(Drift(addr, "changed", rec["attributes"], attrs, sorted(set(keys))))

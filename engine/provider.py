@@ -96,6 +96,12 @@ class Resource:
     inputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Where each option came from, for diagnostics: ``option_pos("port")``.
     positions: dict[tuple[str | int, ...], Pos] = field(default_factory=dict)
+    #: For a target-owned resource (``target_part``): the services on its
+    #: target as resources of their own, by address — their options as
+    #: written, references resolved as far as known, and their positions, so
+    #: checks that need the whole target (two services' routes, a route naming
+    #: another service's module) point at the right line. Empty otherwise.
+    members: dict[str, Resource] = field(default_factory=dict)
 
     def option_pos(self, *path: str | int) -> Pos | None:
         p = tuple(path)
@@ -281,6 +287,12 @@ class Provider:
     #: them, holding them (a Kubernetes namespace): every service on the
     #: target then depends on it, so it is made first and destroyed last.
     target_part_first: ClassVar[bool] = False
+    #: Attribute keys of a service that report what runs rather than what was
+    #: declared (an edge module's runtime status, kept by the device's
+    #: deployment, not by the service): ``read`` refreshes them into state and
+    #: ``modelform status`` shows them, but a difference is never drift and
+    #: never a change. Plan them UNKNOWN; apply returns what it sees.
+    observed: ClassVar[frozenset[str]] = frozenset()
 
     # -- schema -------------------------------------------------------------
     def target_schema(self) -> dict[str, Any]:

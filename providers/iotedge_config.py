@@ -63,6 +63,7 @@ DEFAULT_INPUTS = ("input1",)
 DEFAULT_OUTPUTS = ("output1",)
 DEFAULT_ERROR_OUTPUT = "errors"
 BUILD_OPTIONS = ("docker_host", "base_image", "carry_ca")
+DEFAULT_HUB_ADDRESS = "127.0.0.1"
 GIB = 1024**3
 _HINT = "see docs/providers/iotedge.md"
 
@@ -235,6 +236,20 @@ TARGET_SCHEMA: dict[str, Any] = {
             "description": "How the local runtime runs modules: containers on the Docker Engine "
             "(default) or processes on this machine.",
         },
+        "hub_address": {
+            "type": "string",
+            "pattern": r"^127\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$",
+            "default": DEFAULT_HUB_ADDRESS,
+            "description": "The loopback address the local edge hub listens on (port 8883, "
+            "the one azure-iot-device connects to): two local devices on one machine need two "
+            f"addresses (127.0.0.2, ...). Default {DEFAULT_HUB_ADDRESS}.",
+        },
+        "startup_timeout": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "default": 120,
+            "description": "Seconds apply waits for the local hub and every module to connect.",
+        },
         **{k: _KUBERNETES_TARGET["properties"][k] for k in BUILD_OPTIONS},
     },
     "required": ["device"],
@@ -333,6 +348,8 @@ class Options:
     docker_host: str
     base_image: str
     carry_ca: bool | str | None
+    hub_address: str = DEFAULT_HUB_ADDRESS
+    startup_timeout: float = 120.0
 
     @property
     def hub_mode(self) -> bool:
@@ -440,6 +457,8 @@ def options(target: dict[str, Any], pos: Pos | None = None) -> Options:
         docker_host=own.get("docker_host") or default_host(),
         base_image=own.get("base_image") or imagebuild.DEFAULT_BASE_IMAGE,
         carry_ca=own.get("carry_ca"),
+        hub_address=str(own.get("hub_address") or DEFAULT_HUB_ADDRESS),
+        startup_timeout=float(own.get("startup_timeout") or 120),
     )
 
 
