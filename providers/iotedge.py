@@ -71,6 +71,7 @@ from modelform.providers import iotedge_hub as ih
 from modelform.providers import iotedge_local as il
 from modelform.providers import iotedge_manifest as im
 from modelform.providers import local_process as proc
+from modelform.providers.iotedge_invoke import INVOKE_MODULE, invoke, local_manifest
 from modelform.providers.local import model_dir as local_model_dir
 
 #: What a module image runs beside the scoring runtime (pinned like the runtime's).
@@ -375,7 +376,7 @@ class IotEdgeProvider(Provider):
         reasons: dict[str, str] = {}
         if prior and is_known(manifest) and prior.get("manifest_digest") != digest:
             lines = im.diff(prior.get("manifest"), manifest) if prior.get("manifest") else []
-            reasons["manifest_digest"] = "; ".join(lines) or "the manifest changed"
+            reasons["manifest"] = "; ".join(lines) or "the manifest changed"
         children: dict[str, Child] = {}
         if local and is_known(manifest):
             children = self._plan_children(r, ctx, opts, manifest, runs)
@@ -616,8 +617,6 @@ class IotEdgeProvider(Provider):
     def invoke(
         self, attributes: dict[str, Any], body: bytes, ctx: Context
     ) -> tuple[int, bytes] | None:
-        from modelform.providers.iotedge_invoke import invoke
-
         return invoke(attributes, body, ctx)
 
     def package(self, resource: Resource, ctx: Context, push: bool) -> dict[str, Any]:
@@ -682,9 +681,18 @@ class _LocalRun:
         entries = manifest["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"]
         names = sorted(entries)
         self.identities = ids.ensure(
-            self.state_dir, names, device=self.opts.device, gateway=self.opts.hub_address
+            self.state_dir,
+            [*names, INVOKE_MODULE],
+            device=self.opts.device,
+            gateway=self.opts.hub_address,
         )
-        file_digest = il.write_manifest(self.place.manifest, im.manifest_text(manifest))
+        first_inputs = {
+            str(s["module"]): str(s["inputs"][0])
+            for a, s in self.r.inputs.items()
+            if a.startswith("service.") and s and s.get("inputs")
+        }
+        hub_manifest = local_manifest(manifest, first_inputs)
+        file_digest = il.write_manifest(self.place.manifest, im.manifest_text(hub_manifest))
         self._hub(file_digest)
         _, runs = self.p._modules(self.r, self.ctx, self.opts)
         for name, old in self.req.prior_children.items():

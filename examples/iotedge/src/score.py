@@ -19,3 +19,10 @@ def run(raw_data):
     data = np.array(json.loads(raw_data)["data"])
     result = model.predict(data)
     return result.tolist()
+
+
+def on_twin(desired):
+    # IoT Edge only (other targets never call it): the module twin's desired
+    # properties, once after init() and again after every change in the
+    # project file's module.desired_properties, without a restart.
+    print(f"desired properties: threshold={desired.get('threshold')}", flush=True)

@@ -5,7 +5,8 @@ It runs as an IoT Edge module on the real ``azure-iot-device`` SDK
 gives it ``EdgeHubConnectionString`` and ``EdgeModuleCACertificateFile``).
 It sends ``COUNT`` messages (0: without end), one every ``INTERVAL``
 seconds, each ``{"data": [[10 features]]}`` with the correlation id
-``PREFIX-<n>``, then keeps running idle (a module that exits would be
+``PREFIX-<n>`` (PREFIX default: ``row-<start time>``, since the edge hub
+drops a correlation id it has already sent upstream), then keeps running idle (a module that exits would be
 started again by its restart policy, and send its rows again). SIGTERM
 stops it.
 """
@@ -17,6 +18,7 @@ import json
 import os
 import signal
 import threading
+import time
 
 from azure.iot.device import IoTHubModuleClient, Message
 
@@ -35,7 +37,7 @@ ROWS = [
 def main() -> None:
     count = int(os.environ.get("COUNT", "20"))
     interval = float(os.environ.get("INTERVAL", "0.1"))
-    prefix = os.environ.get("PREFIX", "row")
+    prefix = os.environ.get("PREFIX") or f"row-{int(time.time())}"
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     client = IoTHubModuleClient.create_from_edge_environment()
