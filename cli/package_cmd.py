@@ -1,4 +1,6 @@
 """``modelform package SERVICE [--push]``: build a service's image, deploy nothing.
+``modelform package target.NAME``: what a target kind builds for the whole
+target (an IoT Edge device: every module image and the deployment manifest).
 
 The service is resolved exactly as plan would resolve it (without reading
 the real world and without touching state or taking the lock), then its
@@ -43,7 +45,8 @@ def register(app: typer.Typer) -> None:
         json_out: Json = False,
     ) -> None:  # fmt: skip
         """Build a service's artefact without deploying it: its image (--push: pushed
-        too), or its function app folder and zip."""
+        too), or its function app folder and zip; for target.NAME (an IoT Edge
+        device), every module image and the deployment manifest."""
         view = make_view(json_out)
 
         def body() -> int:
@@ -51,7 +54,9 @@ def register(app: typer.Typer) -> None:
             state = ws.read_state()
             run = ws.run(state)
             addr = service if service.startswith("service.") else f"service.{service}"
-            if addr.split(".", 1)[1] not in ws.config.services:
+            if service.startswith("target."):
+                addr = _target_part(ws, service)
+            elif addr.split(".", 1)[1] not in ws.config.services:
                 raise DiagnosticError(Diagnostic(f"{addr} is not in the project file"))
             plan = make_plan(
                 run, to_records(state), do_refresh=False, targets=[addr],
@@ -65,7 +70,7 @@ def register(app: typer.Typer) -> None:
             if not implements(provider, "package"):
                 raise DiagnosticError(
                     Diagnostic(
-                        f"{addr}: target kind {resource.provider!r} does not build images",
+                        f"{addr}: target kind {resource.provider!r} does not build artefacts",
                         resource.pos,
                         "package works for image targets such as kind: container",
                     )
@@ -86,3 +91,23 @@ def register(app: typer.Typer) -> None:
             return Exit.OK
 
         guarded(view, body)
+
+
+def _target_part(ws: Any, name: str) -> str:
+    """``target.NAME`` → the address of the resource its kind owns for it
+    (``target.edge/deployment``): what ``package`` builds for a whole target."""
+    tname = name.split(".", 1)[1]
+    body = ws.config.targets.get(tname)
+    if body is None:
+        raise DiagnosticError(Diagnostic(f"{name} is not in the project file"))
+    kind = str(body.get("kind", "local"))
+    part = ws.registry.get(kind).target_part
+    if not part:
+        raise DiagnosticError(
+            Diagnostic(
+                f"{name}: target kind {kind!r} has nothing to package of its own",
+                ws.config.pos(("targets", tname)),
+                "package one of its services: modelform package SERVICE",
+            )
+        )
+    return f"target.{tname}/{part}"

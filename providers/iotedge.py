@@ -413,7 +413,8 @@ class IotEdgeProvider(Provider):
         entries = manifest["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"]
         for name, entry in entries.items():
             run = runs.get(name, {})
-            spec = _spec_digest({"entry": entry, "run": run, "run_as": opts.run_as})
+            fixed = {k: v for k, v in run.items() if k != "model_dir"}  # image_digest covers it
+            spec = _spec_digest({"entry": entry, "run": fixed, "run_as": opts.run_as})
             want = "running" if entry.get("status", "running") == "running" else "stopped"
             attrs: dict[str, Any] = {
                 "module": name,
@@ -636,6 +637,8 @@ class IotEdgeProvider(Provider):
         manifest = proposal.planned["manifest"]
         if not is_known(manifest):
             raise ProviderError("the manifest has values not known before apply")
+        for member in resource.members.values():  # every module's image, the services' first
+            self._build(self._service_spec(member, ctx, opts, register=True), ctx, opts, push)
         _, runs = self._modules(resource, ctx, opts)
         for name, run in runs.items():
             if run.get("script"):

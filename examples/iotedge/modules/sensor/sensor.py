@@ -6,7 +6,9 @@ gives it ``EdgeHubConnectionString`` and ``EdgeModuleCACertificateFile``).
 It sends ``COUNT`` messages (0: without end), one every ``INTERVAL``
 seconds, each ``{"data": [[10 features]]}`` with the correlation id
 ``PREFIX-<n>`` (PREFIX default: ``row-<start time>``, since the edge hub
-drops a correlation id it has already sent upstream), then keeps running idle (a module that exits would be
+drops a correlation id it has already sent upstream); every ``BAD_EVERY``-th
+row (0: none) is malformed on purpose, to see ``run()`` fail and the error
+route carry it; then keeps running idle (a module that exits would be
 started again by its restart policy, and send its rows again). SIGTERM
 stops it.
 """
@@ -38,6 +40,7 @@ def main() -> None:
     count = int(os.environ.get("COUNT", "20"))
     interval = float(os.environ.get("INTERVAL", "0.1"))
     prefix = os.environ.get("PREFIX") or f"row-{int(time.time())}"
+    bad_every = int(os.environ.get("BAD_EVERY", "0"))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     client = IoTHubModuleClient.create_from_edge_environment()
@@ -47,8 +50,9 @@ def main() -> None:
     for n in numbers:
         if stop.is_set():
             break
+        bad = bad_every and n % bad_every == bad_every - 1
         message = Message(
-            json.dumps({"data": [ROWS[n % len(ROWS)]]}),
+            json.dumps({"data": "not a row" if bad else [ROWS[n % len(ROWS)]]}),
             content_encoding="utf-8",
             content_type="application/json",
         )
