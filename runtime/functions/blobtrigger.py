@@ -35,6 +35,7 @@ takes them over without waiting).
 from __future__ import annotations
 
 import json
+import os
 import random
 import threading
 import time
@@ -44,6 +45,7 @@ from typing import Any
 
 from modelform.runtime import logs
 from modelform.runtime.functions.bindings import BindingError, BlobFacts, blob_value
+from modelform.runtime.functions.discovery import ListingSchedule
 from modelform.runtime.functions.invoke import Invoker, Outcome
 from modelform.runtime.functions.loader import FunctionSpec
 from modelform.runtime.functions.outputs import (
@@ -62,6 +64,7 @@ from modelform.runtime.functions.receipts import (
     Receipts,
     utc_now,
 )
+from modelform.runtime.functions.s3listen import EventStream
 from modelform.runtime.functions.settings import SettingsError
 from modelform.runtime.functions.stores import BlobEntry, StoreError
 from modelform.runtime.functions.workers import Workers
@@ -69,6 +72,9 @@ from modelform.runtime.functions.workers import Workers
 MAX_ATTEMPTS = 5
 BACKOFF_S = (0.1, 0.25, 0.5, 1.0)
 POISON_QUEUE = "webjobs-blobtrigger-poison"
+#: Set to 0 to leave MinIO's event stream alone and find blobs by listing only.
+EVENTS_ENV = "MODELFORM_BLOB_EVENTS"
+TICK_S = 0.1
 
 
 @dataclass
@@ -95,6 +101,7 @@ class BlobTrigger:
         lease_seconds: float,
         parallelism: int,
         queue_base64: bool = True,
+        events: bool = True,
     ) -> None:
         self.spec = spec
         self.name = spec.name
@@ -117,7 +124,22 @@ class BlobTrigger:
         self._settled: set[tuple[str, str]] = set()
         self._known: set[tuple[str, str]] = set()  # had a receipt at start, not yet read
         self._inflight: dict[tuple[str, str], _Claim | None] = {}
-        self._recheck: dict[tuple[str, str], float] = {}  # claimed elsewhere: look again at
+        # claimed elsewhere or failed on storage: look again at (time, the blob)
+        self._recheck: dict[tuple[str, str], tuple[float, BlobEntry]] = {}
+        self.schedule = ListingSchedule(poll_seconds)
+        self.found = {"event": 0, "listing": 0, "recheck": 0}
+        self.stream: EventStream | None = None
+        http = getattr(self.store, "http", None)
+        if events and http is not None and os.environ.get(EVENTS_ENV, "1") != "0":
+            self.stream = EventStream(
+                http,
+                self.pattern.container,
+                self.pattern.prefix,
+                lambda entry: self._offer(entry, "event"),
+                self.schedule.ask,
+                log,
+                spec.name,
+            )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"blob-{spec.name}", daemon=True)
         self._workers: Workers | None = None
@@ -136,7 +158,29 @@ class BlobTrigger:
             "prefix": self.pattern.prefix,
             "healthy": self.healthy,
             "error": self.error,
+            "discovery": self.discovery(),
         }
+
+    def discovery(self) -> dict[str, Any]:
+        """How blobs are found: the event stream, the listings, what each found."""
+        stream = self.stream
+        state = "none"
+        if stream is not None:
+            state = {None: "connecting", True: "connected", False: "unsupported"}[stream.supported]
+            if stream.supported and not stream.connected:
+                state = "reconnecting"
+        found: dict[str, Any] = {
+            "event_stream": state,
+            "events": stream.events if stream is not None else 0,
+            "listings": self.schedule.listings,
+            "listing_cost_s": round(self.schedule.cost, 4),
+            "listing_interval_s": round(self.schedule.interval(), 3),
+            "found": dict(self.found),
+        }
+        requests = getattr(self.store, "requests", None)
+        if requests is not None:
+            found["storage_requests"] = requests
+        return found
 
     def start(self) -> None:
         self._workers = Workers(self.parallelism, f"blob-{self.name}")
@@ -145,6 +189,8 @@ class BlobTrigger:
     def stop(self, grace_seconds: float) -> None:
         """Stop polling; let runs finish within ``grace_seconds``; release the rest."""
         self._stop.set()
+        if self.stream is not None:
+            self.stream.stop()
         self._thread.join(max(self.poll_seconds, 1.0) + 30)
         workers = self._workers
         if workers is not None and not workers.wait_idle(grace_seconds):
@@ -156,7 +202,6 @@ class BlobTrigger:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            started = time.monotonic()
             try:
                 if not self._ready:
                     self.receipts.prepare()
@@ -164,7 +209,13 @@ class BlobTrigger:
                     with self._lock:
                         self._known = known
                     self._ready = True
-                self._poll()
+                    if self.stream is not None:
+                        self.stream.start()  # it asks for a listing once its request is out
+                now = time.monotonic()
+                last_event = self.stream.last_event if self.stream is not None else 0.0
+                if self.schedule.due(now, last_event) is not None:
+                    self._list()
+                self._look_again_now()
                 self._renew_leases()
                 if not self.healthy:
                     self.healthy, self.error = True, None
@@ -173,40 +224,55 @@ class BlobTrigger:
                 self._trouble(str(error))
             except Exception as error:  # noqa: BLE001 - keep polling; say what went wrong
                 self._trouble(f"{type(error).__name__}: {error}")
-            elapsed = time.monotonic() - started
-            self._stop.wait(max(0.0, self.poll_seconds - elapsed))
+            self._stop.wait(min(TICK_S, self.poll_seconds))
 
     def _trouble(self, message: str) -> None:
         if message != self.error:
             self.log.error("listener_error", function=self.name, error=message)
         self.healthy, self.error = False, message
 
-    def _poll(self) -> None:
+    def _list(self) -> None:
+        """List the prefix whole: every blob version not yet settled is offered."""
+        started = time.monotonic()
+        self.schedule.started(started)
         entries = self.store.listing(self.pattern.container, self.pattern.prefix)
-        now = time.monotonic()
-        assert self._workers is not None
+        self.schedule.finished(time.monotonic() - started)
         present: set[tuple[str, str]] = set()
         for entry in entries:
-            captures = self.pattern.match(entry.name)
-            if captures is None:
-                continue
-            key = (entry.name, entry.etag)
-            present.add(key)
-            with self._lock:
-                if key in self._settled or key in self._inflight:
-                    continue
-                if self._recheck.get(key, 0.0) > now:
-                    continue
-                self._recheck.pop(key, None)
-                self._inflight[key] = None
-            self._workers.submit(self._process, entry, captures)
+            present.add((entry.name, entry.etag))
+            self._offer(entry, "listing")
         with self._lock:
             # Versions no longer listed (deleted, overwritten) need no memory; should one
-            # come back, its receipt is read once.
+            # come back, its receipt is read once. (Versions told by the stream during the
+            # listing may be missing from it: they stay in flight or are offered again.)
             self._settled &= present
             self._known &= present
             for gone in [key for key in self._recheck if key not in present]:
                 del self._recheck[gone]
+
+    def _offer(self, entry: BlobEntry, source: str) -> None:
+        """Process ``entry`` unless it is settled, in flight or waiting to be looked at again."""
+        captures = self.pattern.match(entry.name)
+        if captures is None:
+            return
+        key = (entry.name, entry.etag)
+        with self._lock:
+            if key in self._settled or key in self._inflight or key in self._recheck:
+                return
+            self._inflight[key] = None
+            self.found[source] += 1
+        assert self._workers is not None
+        self._workers.submit(self._process, entry, captures)
+
+    def _look_again_now(self) -> None:
+        """Offer again the blobs whose time to be looked at again has come."""
+        now = time.monotonic()
+        with self._lock:
+            due = [entry for when, entry in self._recheck.values() if when <= now]
+            for entry in due:
+                del self._recheck[(entry.name, entry.etag)]
+        for entry in due:
+            self._offer(entry, "recheck")
 
     def _renew_leases(self) -> None:
         now = time.monotonic()
@@ -254,7 +320,7 @@ class BlobTrigger:
                 fields = {"error": f"{type(error).__name__}: {error}", "traceback": format_exc()}
             self.log.error("blob_error", function=self.name, blob=entry.name, **fields)
             with self._lock:
-                self._recheck[key] = time.monotonic() + min(self.lease_seconds, 5.0)
+                self._recheck[key] = (time.monotonic() + min(self.lease_seconds, 5.0), entry)
         finally:
             with self._lock:
                 self._inflight.pop(key, None)
@@ -277,7 +343,7 @@ class BlobTrigger:
         if receipt is None:  # deleted meanwhile (a destroy that removes receipts)
             receipt = self.receipts.claim(name, etag)
             if receipt is None:
-                self._look_again(key, 1.0)
+                self._look_again(entry, 1.0)
                 return None
             return _Claim(receipt, threading.Lock())
         if receipt.state in (DONE, POISONED):
@@ -287,11 +353,11 @@ class BlobTrigger:
             return _Claim(receipt, threading.Lock())  # ours, left by an earlier storage error
         left = receipt.lease_left(self.lease_seconds)
         if left > 0:
-            self._look_again(key, left)
+            self._look_again(entry, left)
             return None
         taken = self.receipts.take_over(name, etag, receipt)
         if taken is None:
-            self._look_again(key, 1.0)
+            self._look_again(entry, 1.0)
             return None
         self.log.warning(
             "in_flight_takeover",
@@ -304,10 +370,13 @@ class BlobTrigger:
         )
         return _Claim(taken, threading.Lock())
 
-    def _look_again(self, key: tuple[str, str], seconds: float) -> None:
+    def _look_again(self, entry: BlobEntry, seconds: float) -> None:
         jitter = random.uniform(0.0, min(1.0, self.poll_seconds))
         with self._lock:
-            self._recheck[key] = time.monotonic() + max(seconds, 0.0) + jitter
+            self._recheck[(entry.name, entry.etag)] = (
+                time.monotonic() + max(seconds, 0.0) + jitter,
+                entry,
+            )
 
     def _attempts(self, entry: BlobEntry, captures: dict[str, str], claim: _Claim) -> None:
         name, etag = key = (entry.name, entry.etag)

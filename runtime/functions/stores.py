@@ -8,14 +8,16 @@ exactly that version. ETags are handled without their quotes. On S3 an
 ETag is the MD5 of the content, so identical bytes uploaded again are the
 same version; on Azure every write makes a new ETag.
 
-Clients are thread-safe (boto3 clients and azure-storage-blob clients are
-meant to be shared by threads); one store serves all of a host's workers.
+Stores are thread-safe (the S3 client keeps one connection a thread,
+azure-storage-blob clients are meant to be shared); one store serves all of
+a host's workers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 from modelform.runtime.functions.settings import S3Storage, Storage
@@ -81,148 +83,137 @@ def open_store(storage: Storage) -> BlobStore:
 
 
 class S3Store:
-    """S3 (MinIO, AWS) through boto3; credentials from the process's AWS configuration."""
+    """S3 (MinIO, AWS) through ``s3http``'s signed keep-alive requests.
+
+    Credentials come from botocore's chain (environment, shared config and
+    profile, SSO, container and instance metadata), as boto3 would find them.
+    ``listen`` (MinIO's bucket notification stream) is in ``s3listen``.
+    """
 
     kind = "s3"
 
-    def __init__(self, storage: S3Storage, max_pool: int = 32) -> None:
+    def __init__(self, storage: S3Storage) -> None:
         try:
-            import boto3
-            from botocore.config import Config
+            import botocore.session
         except ImportError:
             raise StoreError("an S3 connection needs boto3: pip install boto3") from None
-        self.storage = storage
-        self._client = boto3.session.Session().client(
-            "s3",
-            endpoint_url=storage.endpoint,
-            region_name=storage.region,
-            config=Config(
-                s3={"addressing_style": "path" if storage.path_style else "auto"},
-                retries={"max_attempts": 3, "mode": "standard"},
-                max_pool_connections=max_pool,
-                connect_timeout=5,
-                read_timeout=30,
-            ),
-        )
-        from botocore.exceptions import BotoCoreError, ClientError
+        from modelform.runtime.functions.s3http import S3Http
 
-        self._client_error = ClientError
-        self._errors = (ClientError, BotoCoreError)
+        self.storage = storage
+        credentials = botocore.session.get_session().get_credentials()
+        if credentials is None:
+            raise StoreError(
+                "S3: no AWS credentials found (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                "AWS_PROFILE, or another source boto3 reads)"
+            )
+        self.http = S3Http(storage.endpoint, storage.region, storage.path_style, credentials)
+
+    @property
+    def requests(self) -> int:
+        """Requests sent so far (retries included)."""
+        return self.http.requests
 
     def uri(self, container: str, name: str) -> str:
         return f"{self.storage.endpoint}/{container}/{name}"
 
-    def _status(self, error: Any) -> int:
-        try:
-            return int(error.response["ResponseMetadata"]["HTTPStatusCode"])
-        except (AttributeError, KeyError, TypeError, ValueError):
-            return 0
+    def _send(self, what: str, method: str, container: str, name: str = "", **kwargs: Any) -> Any:
+        from modelform.runtime.functions.s3http import S3HttpError
 
-    def _fail(self, what: str, error: Exception) -> StoreError:
-        if isinstance(error, self._client_error):
-            code = error.response.get("Error", {}).get("Code", "")
-            message = error.response.get("Error", {}).get("Message", "")
-            return StoreError(f"S3 {what}: {code or self._status(error)} {message}".strip())
-        return StoreError(f"S3 {what}: {error}")
+        try:
+            return self.http.request(method, container, name, **kwargs)
+        except S3HttpError as error:
+            raise StoreError(f"S3 {what}: {error}") from None
+
+    def _fail(self, what: str, answer: Any) -> StoreError:
+        code = answer.error_code() or str(answer.status)
+        return StoreError(f"S3 {what}: {code} {answer.error_message()}".strip())
 
     def ensure_container(self, container: str) -> None:
-        try:
-            self._client.create_bucket(Bucket=container)
-        except self._errors as error:
-            if _code(error) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
-                raise self._fail(f"create bucket {container}", error) from None
+        body = b""
+        if self.storage.region not in ("", "us-east-1"):
+            body = (
+                "<CreateBucketConfiguration><LocationConstraint>"
+                f"{self.storage.region}</LocationConstraint></CreateBucketConfiguration>"
+            ).encode()
+        what = f"create bucket {container}"
+        answer = self._send(what, "PUT", container, body=body)
+        if answer.status == 200:
+            return
+        if answer.error_code() not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise self._fail(what, answer)
 
     def listing(self, container: str, prefix: str) -> list[BlobEntry]:
+        from modelform.runtime.functions.s3http import parse_list_page
+
         entries: list[BlobEntry] = []
-        token: str | None = None
-        try:
-            while True:
-                kwargs: dict[str, Any] = {"Bucket": container, "Prefix": prefix, "MaxKeys": 1000}
-                if token:
-                    kwargs["ContinuationToken"] = token
-                page = self._client.list_objects_v2(**kwargs)
-                for item in page.get("Contents", ()):
-                    entries.append(
-                        BlobEntry(
-                            item["Key"],
-                            unquote(item["ETag"]),
-                            int(item["Size"]),
-                            item.get("LastModified"),
-                        )
-                    )
-                if not page.get("IsTruncated"):
-                    return entries
-                token = page.get("NextContinuationToken")
-        except self._errors as error:
-            if _code(error) == "NoSuchBucket":
-                return []  # as the real host: a missing container has no blobs yet
-            raise self._fail(f"list {container}/{prefix}", error) from None
+        query = {"list-type": "2", "prefix": prefix, "encoding-type": "url", "max-keys": "1000"}
+        what = f"list {container}/{prefix}"
+        while True:
+            answer = self._send(what, "GET", container, query=query)
+            if answer.status != 200:
+                if answer.error_code() == "NoSuchBucket":
+                    return []  # as the real host: a missing container has no blobs yet
+                raise self._fail(what, answer)
+            page = parse_list_page(answer.body)
+            entries.extend(BlobEntry(o.key, o.etag, o.size) for o in page.objects)
+            if not page.truncated or not page.token:
+                return entries
+            query = {**query, "continuation-token": page.token}
 
     def read(self, container: str, name: str, etag: str | None = None) -> BlobData | None:
-        kwargs: dict[str, Any] = {"Bucket": container, "Key": name}
-        if etag is not None:
-            kwargs["IfMatch"] = f'"{etag}"'
-        try:
-            answer = self._client.get_object(**kwargs)
-            body = answer["Body"].read()
-        except self._errors as error:
-            if self._status(error) in (404, 412):
-                return None
-            raise self._fail(f"get {container}/{name}", error) from None
+        headers = {} if etag is None else {"If-Match": f'"{etag}"'}
+        what = f"get {container}/{name}"
+        answer = self._send(what, "GET", container, name, headers=headers)
+        if answer.status in (404, 412):
+            return None
+        if answer.status != 200:
+            raise self._fail(what, answer)
+        head = answer.headers
+        modified = None
+        if "last-modified" in head:
+            try:
+                modified = parsedate_to_datetime(head["last-modified"])
+            except (TypeError, ValueError):
+                modified = None
         return BlobData(
-            data=body,
-            etag=unquote(answer["ETag"]),
-            content_type=answer.get("ContentType"),
-            last_modified=answer.get("LastModified"),
-            metadata=dict(answer.get("Metadata") or {}),
+            data=answer.body,
+            etag=unquote(head.get("etag", "")),
+            content_type=head.get("content-type"),
+            last_modified=modified,
+            metadata={k[11:]: v for k, v in head.items() if k.startswith("x-amz-meta-")},
         )
 
     def write(self, container: str, name: str, data: bytes, content_type: str | None) -> str:
-        kwargs: dict[str, Any] = {"Bucket": container, "Key": name, "Body": data}
-        if content_type:
-            kwargs["ContentType"] = content_type
-        try:
-            return unquote(self._client.put_object(**kwargs)["ETag"])
-        except self._errors as error:
-            if _code(error) != "NoSuchBucket":
-                raise self._fail(f"put {container}/{name}", error) from None
-        self.ensure_container(container)  # as the output binding does: made on first use
-        try:
-            return unquote(self._client.put_object(**kwargs)["ETag"])
-        except self._errors as error:
-            raise self._fail(f"put {container}/{name}", error) from None
+        headers = {"Content-Type": content_type} if content_type else {}
+        what = f"put {container}/{name}"
+        answer = self._send(what, "PUT", container, name, headers=headers, body=data)
+        if answer.status == 404 and answer.error_code() == "NoSuchBucket":
+            self.ensure_container(container)  # as the output binding does: made on first use
+            answer = self._send(what, "PUT", container, name, headers=headers, body=data)
+        if answer.status != 200:
+            raise self._fail(what, answer)
+        return unquote(answer.headers.get("etag", ""))
 
     def create(self, container: str, name: str, data: bytes) -> str | None:
-        return self._conditional_put(container, name, data, IfNoneMatch="*")
+        return self._conditional_put(container, name, data, {"If-None-Match": "*"})
 
     def replace(self, container: str, name: str, data: bytes, etag: str) -> str | None:
-        return self._conditional_put(container, name, data, IfMatch=f'"{etag}"')
+        return self._conditional_put(container, name, data, {"If-Match": f'"{etag}"'})
 
-    def _conditional_put(self, container: str, name: str, data: bytes, **condition: str) -> Any:
-        try:
-            answer = self._client.put_object(
-                Bucket=container,
-                Key=name,
-                Body=data,
-                ContentType="application/json",
-                **condition,
-            )
-        except self._errors as error:
-            if self._status(error) in (412, 409, 404):
-                return None  # taken (create) / changed or gone (replace)
-            raise self._fail(f"conditional put {container}/{name}", error) from None
-        return unquote(answer["ETag"])
+    def _conditional_put(
+        self, container: str, name: str, data: bytes, condition: dict[str, str]
+    ) -> str | None:
+        what = f"conditional put {container}/{name}"
+        headers = {"Content-Type": "application/json", **condition}
+        answer = self._send(what, "PUT", container, name, headers=headers, body=data)
+        if answer.status in (412, 409, 404):
+            return None  # taken (create) / changed or gone (replace)
+        if answer.status != 200:
+            raise self._fail(what, answer)
+        return unquote(answer.headers.get("etag", ""))
 
     def delete(self, container: str, name: str) -> None:
-        try:
-            self._client.delete_object(Bucket=container, Key=name)
-        except self._errors as error:
-            if self._status(error) != 404:
-                raise self._fail(f"delete {container}/{name}", error) from None
-
-
-def _code(error: Exception) -> str:
-    response = getattr(error, "response", None)
-    if not isinstance(response, dict):
-        return ""
-    return str(response.get("Error", {}).get("Code", ""))
+        what = f"delete {container}/{name}"
+        answer = self._send(what, "DELETE", container, name)
+        if answer.status not in (200, 204, 404):
+            raise self._fail(what, answer)
