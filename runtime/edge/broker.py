@@ -14,7 +14,9 @@ amqtt's are replaced (it is pinned to 0.12.1 for that reason):
   (``EdgeHandler.handle_publish``): amqtt disconnects clients that publish
   to ``$…`` topics (every twin call), and the hub must journal a message
   *before* acknowledging it — amqtt's own flow acknowledges once the
-  message is only in a memory queue that a disconnect clears.
+  message is only in a memory queue that a disconnect clears. The PUBACK
+  also waits for ``Edge.pace`` (the hub's flow control: a producer goes at
+  the pace of the modules it feeds).
 - **a missed keep-alive closes the connection** (amqtt only logs it), so a
   module whose host vanished is noticed after 1.5 keep-alive periods.
 - **the listening socket and TLS context are the hub's** (bound before the
@@ -71,8 +73,13 @@ class Edge(Protocol):
     def authenticate(self, client_id: str, username: str, password: str, peer: str) -> str:
         """The module the CONNECT authenticates, or raise ``Refused``."""
 
-    def on_publish(self, module: str, topic: str, data: bytes) -> None:
-        """A PUBLISH from ``module``; must be on disk when it returns (then it is acked)."""
+    def on_publish(self, module: str, topic: str, data: bytes) -> list[str]:
+        """A PUBLISH from ``module``; must be on disk when it returns (then it is acked).
+
+        Returns the modules the message was delivered to (held for their inputs)."""
+
+    async def pace(self, modules: list[str]) -> None:
+        """Return when the PUBLISH that fed ``modules`` may be acknowledged (flow control)."""
 
     def on_connected(self, module: str, client_id: str) -> None: ...
 
@@ -125,10 +132,12 @@ class EdgeHandler(BrokerProtocolHandler):
             await self.handle_connection_closed()
             return
         try:
-            self.edge.on_publish(self.module, topic, bytes(publish_packet.data or b""))
+            fed = self.edge.on_publish(self.module, topic, bytes(publish_packet.data or b""))
         except Exception:  # logged by the hub; no PUBACK: the module sends it again
             await self.handle_connection_closed()
             return
+        if fed:
+            await self.edge.pace(fed)
         if publish_packet.qos == QOS_1 and header is not None and header.packet_id is not None:
             await self._send_packet(PubackPacket.build(header.packet_id))
 

@@ -1,5 +1,5 @@
 """``python -m modelform.runtime.edge.hub --manifest FILE --state-dir DIR [--host H] [--port P]``
-(also ``[--device D] [--hostname H] [--gateway-hostname G]``).
+(also ``[--device D] [--hostname H] [--gateway-hostname G] [--pace N]``).
 
 Runs the local edge hub until SIGTERM/SIGINT (exit 0). SIGHUP (or a
 change of the manifest file) reloads the manifest. Exit status 1: it
@@ -31,6 +31,8 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_BAD_INPUT = 2
 DEFAULT_PORT = 8883
+#: Flow control (router module docstring): messages held for a module before producers wait.
+DEFAULT_PACE = 2
 
 
 def build_parser(prog: str = "python -m modelform.runtime.edge.hub") -> argparse.ArgumentParser:
@@ -59,6 +61,13 @@ def build_parser(prog: str = "python -m modelform.runtime.edge.hub") -> argparse
         help=f"IoT Hub host name modules sign tokens for (default {ids.DEFAULT_HOSTNAME})",
     )
     parser.add_argument(
+        "--pace",
+        type=int,
+        default=DEFAULT_PACE,
+        help="flow control: a producer's PUBACK waits while a module it feeds has this many "
+        "messages held without a result (default %(default)s; 0: never)",
+    )
+    parser.add_argument(
         "--gateway-hostname",
         default=None,
         help="GatewayHostName in connection strings: the name modules reach the hub by "
@@ -71,6 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not 0 <= args.port <= 65535:
         print(f"error: port must be between 0 and 65535, got {args.port}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.pace < 0:
+        print(f"error: --pace must be 0 (none) or more, got {args.pace}", file=sys.stderr)
         return EXIT_BAD_INPUT
     log = logs.JsonLog(fd=2, role="edge-hub")
     # amqtt's, asyncio's and the rest's warnings as JSON lines too (amqtt's own chatter is
@@ -115,7 +127,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         from modelform.runtime.edge.router import Router
 
         quiet_amqtt()
-        router = Router(manifest, state_dir, deployment, identities, log, host=args.host, port=port)
+        router = Router(
+            manifest,
+            state_dir,
+            deployment,
+            identities,
+            log,
+            host=args.host,
+            port=port,
+            pace=args.pace,
+        )
         router.open()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

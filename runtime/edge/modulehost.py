@@ -39,7 +39,7 @@ from modelform.runtime.edge.module import (
     ModuleOptions,
 )
 from modelform.runtime.edge.scoring import JSON_TYPE, Outcome, Scorer, failure
-from modelform.runtime.edge.senders import Sender, make_sender
+from modelform.runtime.edge.senders import Sender, make_sender, no_delay
 from modelform.runtime.edge.twins import apply_patch
 from modelform.runtime.options import ENV_APP_ROOT, ENV_ENTRY_SCRIPT, ENV_MODEL_DIR
 
@@ -88,6 +88,8 @@ class ModuleHost:
         self.counts = Counts()
         self.work: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.client: Any = None
+        #: TCP_NODELAY set on the client's sockets (``senders.no_delay``).
+        self.no_delay = False
         self.sender: Sender | None = None
         self.hook: Callable[[dict[str, Any]], Any] | None = None
         self.desired: dict[str, Any] = {}
@@ -123,6 +125,7 @@ class ModuleHost:
             self.log.error("bad_edge_environment", error=str(error))
             print(f"error: {error}", file=sys.stderr)
             return EXIT_BAD_OPTIONS
+        self.no_delay = no_delay(self.client)
         try:
             scorer = self._load_and_init()
         except _StopRequested:
@@ -138,6 +141,7 @@ class ModuleHost:
                 mode=scorer.script.mode.value,
                 twin_hook=self.hook is not None,
                 sender=type(self.sender).__name__,
+                no_delay=self.no_delay,
             )
             self._reporter = threading.Thread(target=self._report_loop, name="report", daemon=True)
             self._reporter.start()

@@ -12,6 +12,20 @@ A module is *ready* while it is connected and subscribed to its inputs;
 each (re)connection is a new *generation*, and everything held for the
 module is sent again on it, oldest first, at most ``WINDOW`` unacknowledged
 at a time.
+
+**Flow control.** The SDK acknowledges a delivery before its handler runs,
+so a producer faster than its consumer (a sensor sending as fast as the
+hub acknowledges, a model scoring each message) would pile up an unbounded
+backlog in the consumer's memory and every message would wait behind it.
+So the PUBACK of a message delivered to a ready module waits while that
+module has ``pace`` or more messages held (routed to it, no result back
+yet): the producer goes at its consumer's pace (the SDK's send returns
+once acknowledged) and a message waits behind at most ``pace`` others. A
+module that released nothing for ``STALL_S`` is *stalled* and holds no
+producer back until it releases something again (a hung ``run()`` must not
+stop the sensor); a module that is not connected holds nobody back either:
+what it misses is held and delivered when it is back. ``pace`` 0: no flow
+control.
 """
 
 from __future__ import annotations
@@ -46,6 +60,8 @@ from modelform.runtime.edge.twins import Twins
 
 #: Deliveries sent to one module and not yet acknowledged (PUBACK), at most.
 WINDOW = 64
+#: A module that released nothing for this long no longer holds producers back.
+STALL_S = 0.5
 STATUS_FILE = "status.json"
 #: Each client id's MQTT subscriptions, kept across hub restarts (see ``broker``).
 SESSIONS_FILE = "sessions.json"
@@ -72,6 +88,11 @@ class ModuleState:
     sent: int = 0
     received: int = 0
     connects: int = 0
+    #: Set (and replaced) whenever a result releases something held for the module.
+    progress: asyncio.Event = field(default_factory=asyncio.Event)
+    #: PUBACKs waiting for the module's progress now.
+    pacing: int = 0
+    stalled: bool = False
 
     @property
     def ready(self) -> bool:
@@ -88,6 +109,9 @@ class Counts:
     unrouted: int = 0
     refused: int = 0
     twin_patches: int = 0
+    #: PUBACKs that waited for a consumer (flow control); stalls seen.
+    paced: int = 0
+    stalls: int = 0
 
 
 class Router:
@@ -101,6 +125,7 @@ class Router:
         *,
         host: str,
         port: int,
+        pace: int,
     ) -> None:
         self.manifest_path = manifest_path
         self.state_dir = state_dir
@@ -109,6 +134,7 @@ class Router:
         self.log = log
         self.host = host
         self.port = port
+        self.pace_limit = pace
         self.device = identities.device
         self.store = Store(state_dir)
         self.twins = Twins(state_dir)
@@ -225,6 +251,7 @@ class Router:
         state.generation += 1
         state.connects += 1
         state.inputs = state.desired_patches = False
+        state.stalled = False
         state.queue = deque(self.store.pending(module))
         self.log.info(
             "module_connected", module=module, generation=state.generation, held=len(state.queue)
@@ -259,36 +286,86 @@ class Router:
         state.inputs = state.desired_patches = False
         self.log.info("module_disconnected", module=module, held=self.store.held_count(module))
 
-    def on_publish(self, module: str, topic: str, data: bytes) -> None:
+    def on_publish(self, module: str, topic: str, data: bytes) -> list[str]:
         try:
-            self._on_publish(module, topic, data)
+            return self._on_publish(module, topic, data)
         except Exception as error:
             self.log.error("publish_failed", module=module, topic=topic[:200], error=repr(error))
             raise
 
-    def _on_publish(self, module: str, topic: str, data: bytes) -> None:
+    def _on_publish(self, module: str, topic: str, data: bytes) -> list[str]:
         prefix = events_prefix(self.device, module)
         if topic.startswith(prefix):
             message = Message(body=data, module=module)
             parse_properties(topic[len(prefix) :], message)
-            self._route(message)
-        elif topic.startswith("$iothub/twin/"):
+            return self._route(message)
+        if topic.startswith("$iothub/twin/"):
             self._twin_request(module, topic, data)
         elif topic.startswith("$iothub/methods/res/"):
             pass  # direct methods are not invoked by the local hub
         else:
             self.log.warning("publish_ignored", module=module, topic=topic[:200])
+        return []
+
+    async def pace(self, modules: list[str]) -> None:
+        """Flow control (see the module docstring): wait while a fed module is behind."""
+        limit = self.pace_limit
+        if not limit:
+            return
+        for module in modules:
+            state = self.modules.get(module)
+            if state is None:
+                continue
+            waited = False
+            while (
+                state.ready
+                and not state.stalled
+                and not self._stopping
+                and self.store.held_count(module) >= limit
+            ):
+                waited = True
+                progress = state.progress
+                state.pacing += 1
+                try:
+                    await asyncio.wait_for(progress.wait(), STALL_S)
+                except TimeoutError:
+                    state.stalled = True
+                    self.counts.stalls += 1
+                    self.log.warning(
+                        "module_stalled",
+                        module=module,
+                        held=self.store.held_count(module),
+                        seconds=STALL_S,
+                    )
+                finally:
+                    state.pacing -= 1
+            if waited:
+                self.counts.paced += 1
+
+    def _progressed(self, module: str) -> None:
+        """Something held for ``module`` was released: wake the PUBACKs waiting for it."""
+        state = self.modules.get(module)
+        if state is None:
+            return
+        state.stalled = False
+        if state.pacing:
+            state.progress.set()
+            state.progress = asyncio.Event()
 
     # ---- routing ---------------------------------------------------------------------------
 
-    def _route(self, message: Message) -> None:
+    def _route(self, message: Message) -> list[str]:
+        """Route ``message``; the modules it was delivered to."""
         counts = self.counts
         counts.received += 1
         self._state(message.module).received += 1
         message.ensure_id()
-        self.store.release_key(message.module, message.correlation_id or message.message_id or "")
+        key = message.correlation_id or message.message_id or ""
+        if self.store.release_key(message.module, key):
+            self._progressed(message.module)
         view: MessageView | None = None
         routed = False
+        fed: list[str] = []
         for route in self.deployment.routes:
             if route.condition is not None and view is None:
                 view = MessageView(message.properties, message.system(), message.body)
@@ -300,23 +377,26 @@ class Router:
                     counts.upstream += 1
                 else:
                     counts.duplicates += 1
-            else:
-                self._deliver_to(route, message)
+            elif self._deliver_to(route, message):
+                fed.append(route.sink_module)
         if routed:
             counts.routed += 1
         else:
             counts.unrouted += 1
+        return fed
 
-    def _deliver_to(self, route: Route, message: Message) -> None:
+    def _deliver_to(self, route: Route, message: Message) -> bool:
+        """Hold ``message`` for the route's module input (False: a duplicate, dropped)."""
         assert route.sink_module is not None and route.sink_input is not None
         delivery = self.store.hold(route.sink_module, route.sink_input, message)
         if delivery is None:
             self.counts.duplicates += 1
-            return
+            return False
         state = self._state(route.sink_module)
         state.queue.append(delivery)
         if state.ready:
             state.wake.set()
+        return True
 
     def _reads_results(self, module: str) -> bool:
         """Does any route take ``module``'s outputs? (Else nothing comes back to wait for.)"""
@@ -350,8 +430,8 @@ class Router:
             await handler.mqtt_publish(topic, delivery.message.body, QOS_1, retain=False)
             state.sent += 1
             self.counts.delivered += 1
-            if not self._reads_results(state.name):
-                self.store.release(state.name, delivery.seq)
+            if not self._reads_results(state.name) and self.store.release(state.name, delivery.seq):
+                self._progressed(state.name)
         except (TimeoutError, ConnectionError, AMQTTError, OSError, asyncio.CancelledError) as e:
             if isinstance(e, asyncio.CancelledError) and self._stopping:
                 raise

@@ -5,7 +5,7 @@ setting), so every hub here listens on 127.0.0.1:8883 and the tests that
 start one hold ``PORT_LOCK`` (an flock) for their duration: two test
 runs on one machine take turns instead of failing.
 
-``EdgeRun`` (one per test): ``write_manifest``, ``start_hub`` (waits for
+``EdgeRun`` (one per test): ``write_manifest``, ``start_hub(*options)`` (waits for
 ``status.json`` of that pid to say running), ``start_module(script,
 module, env)`` (``EdgeHubConnectionString`` + ``EdgeModuleCACertificateFile``
 as the edge agent sets them), ``status()``, ``upstream()``,
@@ -147,10 +147,10 @@ class EdgeRun:
             *extra,
         ]
 
-    def start_hub(self) -> subprocess.Popen[bytes]:
+    def start_hub(self, *extra: str) -> subprocess.Popen[bytes]:
         with self.hub_log.open("ab") as log:
             self.hub = subprocess.Popen(
-                self.hub_command(), stdout=log, stderr=log, start_new_session=True
+                self.hub_command(*extra), stdout=log, stderr=log, start_new_session=True
             )
         pid = self.hub.pid
 

@@ -4,7 +4,9 @@ A sensor module's messages are routed to the model module's input and its
 results to ``$upstream``; none lost or duplicated, matched by correlation
 id, also when the model is killed (-9) mid-stream; bad CONNECTs are
 refused while the running module keeps receiving; desired-property
-changes in the manifest reach the running module without a reconnect.
+changes in the manifest reach the running module without a reconnect; a
+sensor faster than its model is paced to it (``--pace``), and a model that
+stops answering does not stop the sensor.
 """
 
 from __future__ import annotations
@@ -35,9 +37,9 @@ MODULES = ["diabetes", "sensor"]
 DESIRED = {"diabetes": {"threshold": 0.5, "labels": {"low": "a"}}}
 
 
-def start(edge: EdgeRun) -> None:
+def start(edge: EdgeRun, *options: str) -> None:
     edge.write_manifest(manifest(MODULES, ROUTES, DESIRED))
-    edge.start_hub()
+    edge.start_hub(*options)
 
 
 def start_model(edge: EdgeRun, connects: int = 1, **env: str) -> subprocess.Popen[bytes]:
@@ -124,7 +126,9 @@ def test_sensor_to_model_to_upstream_1000_messages(edge: EdgeRun) -> None:
 
 
 def test_model_killed_mid_stream_every_message_upstream_once(edge: EdgeRun) -> None:
-    start(edge)
+    # No flow control: the sensor runs ahead of the model, as it can against a hub that does
+    # not pace it, so the model's SDK has acknowledged many messages it never ran.
+    start(edge, "--pace", "0")
     # A slow model: its SDK acknowledges messages that wait in its inbox for a handler thread.
     model = start_model(edge, SLOW_MS="25")
     sensor = send(edge, 1000, "k")
@@ -155,6 +159,38 @@ def test_model_killed_mid_stream_every_message_upstream_once(edge: EdgeRun) -> N
         f"{sum(n - 1 for n in processed.values())} processed twice, "
         f"{edge.status()['counts']['duplicates']} duplicates dropped"
     )
+
+
+def test_a_faster_sensor_is_paced_to_its_model(edge: EdgeRun) -> None:
+    from modelform.runtime.edge.hub import DEFAULT_PACE
+
+    start(edge)
+    # 4 handler threads x 20 ms: at most 200 messages/s, less than the sensor sends.
+    start_model(edge, SLOW_MS="20")
+    sensor = send(edge, 400, "p")
+    held = []
+    while sensor.poll() is None:
+        held.append(edge.module_status("diabetes").get("held", 0))
+        time.sleep(0.1)
+    assert sensor.returncode == 0
+    wait_for(lambda: len(edge.upstream()) >= 400, 60, "400 upstream")
+    status = wait_for(lambda: (s := edge.status())["held"] == 0 and s, 10, "nothing held")
+    assert by_correlation(edge.upstream()) == Counter({f"p-{i}": 1 for i in range(400)})
+    assert status["counts"]["paced"] > 0 and status["counts"]["stalls"] == 0
+    # The sensor sends one message at a time: the one that made it wait, and no more.
+    assert len(held) >= 5 and max(held) <= DEFAULT_PACE + 1, held
+
+
+def test_a_stalled_model_does_not_stop_the_sensor(edge: EdgeRun) -> None:
+    start(edge)
+    start_model(edge, SLOW_MS="5000")  # every handler thread busy for 5 s
+    started = time.monotonic()
+    assert send(edge, 30, "s").wait(60) == 0
+    # Without the stall rule each message past the pace would wait ~1.25 s for a result.
+    assert time.monotonic() - started < 15
+    status = wait_for(lambda: (s := edge.status())["held"] >= 26 and s, 10, "held")
+    assert status["counts"]["stalls"] >= 1
+    assert '"event":"module_stalled"' in edge.hub_log.read_text()
 
 
 def test_bad_connects_refused_running_module_keeps_receiving(edge: EdgeRun) -> None:
