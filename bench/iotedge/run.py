@@ -561,6 +561,7 @@ def main() -> int:
         parser.error("--scripts takes ridge and/or trivial")
     if args.messages < 1 or args.warmup < 0 or args.runs < 1:
         parser.error("--messages and --runs must be positive, --warmup 0 or more")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the processes, then exit
     work = Path(tempfile.mkdtemp(prefix="mf-bench-iotedge-"))
     about = machine()
     results = []
