@@ -565,7 +565,7 @@ class IotEdgeProvider(Provider):
                 ih.apply_configuration(hub, opts.device, attrs["manifest"])
             except ih.HubError as e:
                 raise ProviderError(str(e)) from None
-            ctx.log(f"deployment applied to device {opts.device} through {hub.hostname}")
+            ctx.log(f"deployment applied to device {opts.device} through {hub.host}")
             return Applied(attrs)
         runtime = _LocalRun(self, r, ctx, opts, attrs, req)
         return runtime.apply()
