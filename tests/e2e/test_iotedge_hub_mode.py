@@ -9,7 +9,6 @@ not tested here (docs/providers/iotedge.md says so)."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import ssl
 import subprocess
@@ -23,7 +22,7 @@ from typer.testing import CliRunner
 
 from modelform.cli.app import app
 from modelform.providers import iotedge_hub as ih
-from tests.e2e.helpers import REPO
+from tests.e2e.helpers import REPO, Project
 from tests.providers.test_iotedge_hub import (
     CONNECTION_STRING,
     DEVICE,
@@ -91,10 +90,7 @@ def test_apply_posts_the_manifest_and_status_reads_the_edge_agent(
     assert f"deployment applied to device {DEVICE}" in r.output
     assert stand_in.problems == []
     (sent,) = stand_in.devices[DEVICE].applied
-    state = json.loads((root / "modelform.state.json").read_text())
-    deployment = next(x for x in state["resources"] if x["address"] == "target.edge/deployment")[
-        "attributes"
-    ]
+    deployment = Project(root).resources()["target.edge/deployment"]["attributes"]
     assert sent == deployment["manifest"]  # what the plan showed is what the hub got
     modules = sent["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"]
     assert modules["diabetes"]["settings"]["image"].startswith(f"{registry_address}/")
