@@ -177,6 +177,23 @@ class IotEdgeProvider(Provider):
         opts = ic.options(ctx.target, resource.pos)
         if resource.type == "target":
             out = ic.check_deployment(resource, list(resource.members.values()))
+            for decl in ic.target_modules(resource):
+                if decl.script and not (ctx.project_dir / decl.script).is_file():
+                    out.append(
+                        Diagnostic(
+                            f"targets.{resource.name}.modules.{decl.name}.script: {decl.script} "
+                            "does not exist",
+                            resource.option_pos("modules", decl.name, "script"),
+                        )
+                    )
+            if opts.hub_mode:
+                assert opts.hub_connection_string_env is not None
+                try:
+                    ih.hub_from_env(opts.hub_connection_string_env)
+                except ih.HubError as e:
+                    out.append(
+                        Diagnostic(f"targets.{resource.name}.hub: {e}", resource.option_pos("hub"))
+                    )
             if opts.hub_mode and not opts.registry:
                 out.append(
                     Diagnostic(
