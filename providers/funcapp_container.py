@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -55,13 +54,7 @@ STOP_SECONDS = 15
 
 def host_requirements() -> tuple[str, ...]:
     """The functions host's pip requirements, pinned like the runtime's."""
-    out = []
-    for name, floor in HOST_PACKAGES.items():
-        try:
-            out.append(f"{name}=={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            out.append(f"{name}{floor}")
-    return tuple(out)
+    return tuple(imagebuild.pinned(HOST_PACKAGES))
 
 
 def host_command() -> tuple[str, ...]:

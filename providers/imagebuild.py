@@ -222,15 +222,21 @@ def host_ca_bundle(carry_ca: bool | str | None) -> Path | None:
     return None
 
 
-def runtime_requirements() -> list[str]:
-    """The runtime's packages, pinned to the versions modelform runs with here."""
+def pinned(packages: dict[str, str]) -> list[str]:
+    """pip requirements of ``packages`` (name → floor), each pinned to the
+    version this machine runs when it is installed, else its floor."""
     out = []
-    for name, floor in RUNTIME_PACKAGES.items():
+    for name, floor in packages.items():
         try:
             out.append(f"{name}=={metadata.version(name)}")
         except metadata.PackageNotFoundError:
             out.append(f"{name}{floor}")
     return out
+
+
+def runtime_requirements() -> list[str]:
+    """The runtime's packages, pinned to the versions modelform runs with here."""
+    return pinned(RUNTIME_PACKAGES)
 
 
 def _runtime_dir() -> Path:

@@ -43,7 +43,6 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -111,13 +110,7 @@ SERVICE_ATTRIBUTES = {
 
 
 def edge_requirements() -> tuple[str, ...]:
-    out = []
-    for name, floor in EDGE_PACKAGES.items():
-        try:
-            out.append(f"{name}=={metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            out.append(f"{name}{floor}")
-    return tuple(out)
+    return tuple(imagebuild.pinned(EDGE_PACKAGES))
 
 
 def module_args(decl: ic.ModuleDecl) -> list[str]:
@@ -469,12 +462,15 @@ class IotEdgeProvider(Provider):
             return self._read_hub(prior, ctx)
         return prior
 
+    def _edge_agent(self, attrs: Mapping[str, Any], ctx: Context) -> ih.EdgeAgentReport:
+        """What the device's edge agent reports through the hub (HubError)."""
+        env = ic.options(ctx.target).hub_connection_string_env
+        assert env is not None
+        return ih.edge_agent_reported(ih.hub_from_env(env), str(attrs["device"]))
+
     def _read_hub(self, prior: dict[str, Any], ctx: Context) -> dict[str, Any] | None:
-        opts = ic.options(ctx.target)
-        assert opts.hub_connection_string_env is not None
         try:
-            hub = ih.hub_from_env(opts.hub_connection_string_env)
-            report = ih.edge_agent_reported(hub, str(prior["device"]))
+            report = self._edge_agent(prior, ctx)
         except ih.HubError as e:
             raise ProviderError(str(e)) from None
         deployed = {n: m.image for n, m in report.modules.items()}
@@ -498,11 +494,8 @@ class IotEdgeProvider(Provider):
         """(service status, what the module is doing) of a service's module."""
         name = str(ctx.target.get("name", ""))
         if attrs.get("mode") == "hub":
-            opts = ic.options(ctx.target)
-            assert opts.hub_connection_string_env is not None
             try:
-                hub = ih.hub_from_env(opts.hub_connection_string_env)
-                report = ih.edge_agent_reported(hub, str(attrs["device"]))
+                report = self._edge_agent(attrs, ctx)
             except ih.HubError as e:
                 return ServiceStatus.TRANSITIONING.value, f"the hub cannot say: {e}"
             m = report.modules.get(str(attrs["module"]))
