@@ -13,11 +13,13 @@ from modelform.cli.statewriter import StateWriter, WriteFailed, describe
 from modelform.cli.workspace import Workspace, to_records
 from modelform.engine import sensitive
 from modelform.engine.apply import apply_plan
+from modelform.engine.decide import changed_keys
 from modelform.engine.diagnostics import Diagnostic, DiagnosticError
 from modelform.engine.exitcodes import Exit
 from modelform.engine.plan import Mode, Plan, summarize
 from modelform.engine.planjson import plan_from_json, plan_json
-from modelform.engine.planner import inputs_digest, make_plan
+from modelform.engine.planner import inputs_digest, make_plan, refresh
+from modelform.engine.resources import is_child, parent_of
 from modelform.engine.views import View
 from modelform.state import State
 
@@ -85,6 +87,53 @@ def _check_saved(plan: Plan, state: State | None, ws: Workspace) -> None:
                 hint="run modelform plan again",
             )
         )
+    _check_no_drift_since(plan, state, ws)
+
+
+def _check_no_drift_since(plan: Plan, state: State | None, ws: Workspace) -> None:
+    """Refuse a saved plan when a resource it changes (or one of that
+    resource's children) is no longer as the plan's refresh saw it: the plan
+    was reviewed against a world that is gone. Only those resources are read
+    again; observed attributes (a status) do not count."""
+    touched = {c.address for c in plan.actionable}
+    records = to_records(state) if state else {}
+    subset = {
+        a: r
+        for a, r in records.items()
+        if a in touched or (is_child(a, r) and parent_of(a) in touched)
+    }
+    if not subset:
+        return
+    run = ws.run(state)
+    run.desired()
+    now, _ = refresh(run, subset)
+    for addr in sorted(subset):
+        then = plan.refreshed.get(addr)
+        if then is None:
+            continue  # gone already when planned: the plan made or skips it
+        current = now.get(addr)
+        if current is None:
+            why = "has been deleted"
+        else:
+            observed = run.provider(subset[addr]["provider"]).observed
+            keys = [k for k in changed_keys(then["attributes"], current["attributes"])
+                    if k not in observed]  # fmt: skip
+            if not keys:
+                continue
+            key = keys[0]
+            why = (f"changed ({key}: {_short(then['attributes'].get(key))} → "
+                   f"{_short(current['attributes'].get(key))})")  # fmt: skip
+        raise DiagnosticError(
+            Diagnostic(
+                f"saved plan is stale: {addr} {why} since the plan was made",
+                hint="run modelform plan again (modelform drift shows what changed)",
+            )
+        )
+
+
+def _short(value: object) -> str:
+    text = json.dumps(value, default=str, sort_keys=True)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def apply_cmd(

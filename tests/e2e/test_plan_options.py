@@ -76,3 +76,38 @@ def test_apply_without_a_terminal_needs_auto_approve(project: Project) -> None:
     assert r.code == 1
     assert "-auto-approve" in r.err
     assert not project.state_file.exists() or project.resources() == {}
+
+
+def test_a_stale_saved_plan_is_refused_in_each_of_its_four_cases(project: Project) -> None:
+    import os
+    import signal
+
+    assert project.run("apply", "-auto-approve").code == 0
+    score = project.root / "src" / "score.py"
+    # 1. The state's serial moved (another apply went first).
+    score.write_text(score.read_text() + "\n# one\n")
+    assert project.run("plan", "-out", "p1").code == 0
+    assert project.run("apply", "-auto-approve").code == 0
+    r = project.run("apply", "p1")
+    assert r.code == 1 and "saved plan is stale: state serial is" in r.err, r.text
+    # 2. An input changed since the plan (the entry script).
+    score.write_text(score.read_text() + "\n# two\n")
+    assert project.run("plan", "-out", "p2").code == 0
+    score.write_text(score.read_text() + "\n# three\n")
+    r = project.run("apply", "p2")
+    assert r.code == 1 and "an entry script or an environment changed" in r.err, r.text
+    # 3. A resource the plan changes drifted since the plan (its process was killed).
+    assert project.run("plan", "-out", "p3").code == 0
+    os.kill(project.resources()["service.svc-00"]["attributes"]["pid"], signal.SIGKILL)
+    r = project.run("apply", "p3")
+    assert r.code == 1, r.text
+    assert "saved plan is stale: service.svc-00 has been deleted since the plan was made" in r.err
+    assert "Traceback" not in r.text
+    assert project.run("apply", "-auto-approve").code == 0
+    # 4. Another state (the state was made anew: another lineage).
+    assert project.run("plan", "-out", "p4", "-destroy").code == 0
+    assert project.run("destroy", "-auto-approve").code == 0
+    project.state_file.unlink()
+    assert project.run("apply", "-auto-approve").code == 0
+    r = project.run("apply", "p4")
+    assert r.code == 1 and "saved plan is for another state (lineage differs)" in r.err, r.text
