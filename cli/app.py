@@ -174,6 +174,18 @@ def plan(
 
 
 @app.command()
+def show(
+    plan_file: Annotated[Path, typer.Argument(help="A plan saved with plan -out.")],
+    json_out: Json = False,
+    no_color: NoColor = False,
+) -> None:
+    """Show a saved plan, as plan showed it (-json: the plan document), for review
+    before apply FILE; secrets masked. Reads no state and nothing else."""
+    view = make_view(json_out, no_color)
+    guarded(view, lambda: run_plan.show_cmd(view, plan_file))
+
+
+@app.command()
 def apply(
     plan_file: Annotated[Path | None, typer.Argument(help="A plan saved with plan -out.")] = None,
     var: Var = None,

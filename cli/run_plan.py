@@ -49,6 +49,14 @@ def plan_cmd(
     return Exit.CHANGES if detailed and plan.has_changes else Exit.OK
 
 
+def show_cmd(view: View, plan_file: Path) -> int:
+    """A saved plan as ``plan`` showed it; its secrets masked (the file keeps them)."""
+    plan = load_plan(plan_file)
+    view.redactor.add(sensitive.from_plan(plan))
+    view.plan(plan)
+    return Exit.OK
+
+
 def save_plan(plan: Plan, out: Path) -> None:
     tmp = out.with_name(out.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -60,9 +68,15 @@ def save_plan(plan: Plan, out: Path) -> None:
 
 def load_plan(path: Path) -> Plan:
     try:
-        return plan_from_json(json.loads(path.read_text()))
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise DiagnosticError(Diagnostic(f"cannot read plan file: {e}", None)) from e
+        text = path.read_text()
+    except OSError as e:
+        raise DiagnosticError(Diagnostic(f"cannot read plan file {path}: {e.strerror}")) from None
+    try:
+        return plan_from_json(json.loads(text))
+    except (ValueError, KeyError, TypeError) as e:
+        raise DiagnosticError(
+            Diagnostic(f"{path} is not a plan saved by modelform plan -out ({type(e).__name__})")
+        ) from None
 
 
 def _check_saved(plan: Plan, state: State | None, ws: Workspace) -> None:

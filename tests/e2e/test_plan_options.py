@@ -111,3 +111,14 @@ def test_a_stale_saved_plan_is_refused_in_each_of_its_four_cases(project: Projec
     assert project.run("apply", "-auto-approve").code == 0
     r = project.run("apply", "p4")
     assert r.code == 1 and "saved plan is for another state (lineage differs)" in r.err, r.text
+
+
+def test_show_a_saved_plan_for_review(project: Project) -> None:
+    assert project.run("plan", "-out", "tfplan").code == 0
+    r = project.run("show", "tfplan")
+    assert r.code == 0 and "Plan: 3 to add, 0 to change, 0 to destroy." in r.out, r.text
+    doc = json.loads(project.run("show", "tfplan", "-json").out.splitlines()[-1])
+    assert {c["address"] for c in doc["plan"]["changes"]} >= {"service.svc-00", "service.svc-01"}
+    assert not project.state_file.exists()  # show reads the file alone
+    r = project.run("show", "missing")
+    assert r.code == 1 and "cannot read plan file missing" in r.err and "Traceback" not in r.text
