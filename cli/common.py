@@ -18,7 +18,7 @@ from modelform.engine.diagnostics import DiagnosticError
 from modelform.engine.exitcodes import Exit
 from modelform.engine.provider import ProviderError
 from modelform.engine.registry import PluginError
-from modelform.engine.views import HumanView, JsonView, View
+from modelform.engine.views import HumanView, JsonView, View, in_ci
 
 
 class Globals:
@@ -97,9 +97,20 @@ def _with_notes(message: str, e: BaseException) -> str:
     return "; ".join([message, *getattr(e, "__notes__", ())])
 
 
+def no_prompt_reason() -> str | None:
+    """Why nothing may be asked (``-input=false``, CI set, no terminal), or None."""
+    if not Globals.input:
+        return "-input=false"
+    if in_ci():
+        return "CI is set"
+    if not sys.stdin or not sys.stdin.isatty():
+        return "no terminal"
+    return None
+
+
 def confirm(question: str) -> bool:
-    """Ask on the terminal; False without asking when there is none or ``-input=false``."""
-    if not Globals.input or not sys.stdin or not sys.stdin.isatty():
+    """Ask on the terminal; False without asking when nothing may be asked."""
+    if no_prompt_reason() is not None:
         return False
     answer = typer.prompt(
         f"{question}\n  Only 'yes' will be accepted to approve.\n\n  Enter a value"

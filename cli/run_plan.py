@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 from modelform.cli import errored
-from modelform.cli.common import confirm
+from modelform.cli.common import confirm, no_prompt_reason
 from modelform.cli.statewriter import StateWriter, WriteFailed, describe
 from modelform.cli.workspace import Workspace, to_records
 from modelform.engine import sensitive
@@ -162,6 +162,15 @@ def apply_cmd(
     replace: list[str],
 ) -> int:
     stop = threading.Event()
+    why = no_prompt_reason()
+    if plan_file is None and not auto_approve and why is not None:
+        verb = "destroy" if mode is Mode.DESTROY else "apply"
+        raise DiagnosticError(
+            Diagnostic(
+                f"{verb} cannot ask for approval ({why}): pass -auto-approve, or apply a "
+                "reviewed plan file (plan -out FILE, then apply FILE)"
+            )
+        )
     with ws.locked("destroy" if mode is Mode.DESTROY else "apply"):
         state = ws.read_state()
         run = ws.run(state, cancelled=stop.is_set)

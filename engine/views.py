@@ -85,10 +85,16 @@ def _expand_tabs(text: str) -> str:
     return "\n".join(lines)
 
 
+def in_ci() -> bool:
+    """``CI`` set (GitHub Actions, GitLab CI and most others set ``CI=true``),
+    and not to ``false``/``0``/empty: no colour, no prompt."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
 def _styles(stream: TextIO) -> _Styles:
-    """Colour only for a terminal, and not when NO_COLOR is set (no-color.org)
-    or TERM is ``dumb``."""
-    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+    """Colour only for a terminal, and not when NO_COLOR is set (no-color.org),
+    TERM is ``dumb`` or CI is set (a CI log, even through a pseudo-terminal)."""
+    if os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb" or in_ci():
         return _Styles(False)
     try:
         return _Styles(stream.isatty())

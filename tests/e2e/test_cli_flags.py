@@ -32,10 +32,13 @@ def project(tmp_path: Path) -> Iterator[Path]:
 class Terminal:
     """The command with stdin, stdout and stderr on a pseudo-terminal, as in a shell."""
 
-    def __init__(self, *args: str, cwd: Path) -> None:
+    def __init__(self, *args: str, cwd: Path, ci: bool = False) -> None:
         master, slave = pty.openpty()
         self.master = master
-        extra = {k: v for k, v in env(TERM="xterm").items() if k != "NO_COLOR"}
+        # A person at a terminal: not CI (the test suite itself runs with CI=true).
+        extra = {k: v for k, v in env(TERM="xterm").items() if k not in ("NO_COLOR", "CI")}
+        if ci:
+            extra["CI"] = "true"
         self.proc = subprocess.Popen(
             [str(MODELFORM), *args], cwd=cwd, stdin=slave, stdout=slave, stderr=slave, env=extra
         )
@@ -88,7 +91,12 @@ def test_apply_asks_on_a_terminal_but_never_with_input_false(project: Path) -> N
 
     r = Terminal("apply", "-input=false", "-no-color", cwd=project).finish()
     assert r.code == 1, r.out
-    assert "Enter a value" not in r.out and "not confirmed" in r.out, r.out
+    assert "Enter a value" not in r.out, r.out
+    assert "apply cannot ask for approval (-input=false): pass -auto-approve" in r.out, r.out
+    # CI set, even on a (pseudo-)terminal: no prompt, no colour, one line naming the flag
+    r = Terminal("apply", cwd=project, ci=True).finish()
+    assert r.code == 1 and "Enter a value" not in r.out and ANSI not in r.out, r.out
+    assert "apply cannot ask for approval (CI is set): pass -auto-approve" in r.out, r.out
     assert our_processes(project) == set()
     assert not (project / ".modelform" / "state.json").exists()
 
@@ -98,7 +106,7 @@ def test_apply_asks_on_a_terminal_but_never_with_input_false(project: Path) -> N
     assert len(running) == 1
     r = Terminal("destroy", "-input=false", "-no-color", cwd=project).finish()
     assert r.code == 1, r.out
-    assert "Enter a value" not in r.out and "not confirmed" in r.out, r.out
+    assert "Enter a value" not in r.out and "destroy cannot ask for approval" in r.out, r.out
     assert our_processes(project) == running
 
 
