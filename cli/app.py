@@ -15,6 +15,7 @@ import typer
 from modelform import __version__
 from modelform.cli import (
     init_cmd,
+    output_cmd,
     package_cmd,
     providers_cmd,
     run_plan,
@@ -292,6 +293,7 @@ state_cmds.register(app)
 init_cmd.register(app)
 package_cmd.register(app)
 providers_cmd.register(app)
+output_cmd.register(app)
 
 
 def run() -> int:

@@ -11,7 +11,7 @@ from modelform.cli import errored
 from modelform.cli.common import confirm, no_prompt_reason
 from modelform.cli.statewriter import StateWriter, WriteFailed, describe
 from modelform.cli.workspace import Workspace, to_records
-from modelform.engine import sensitive
+from modelform.engine import outputs, outputs_eval, sensitive
 from modelform.engine.apply import apply_plan
 from modelform.engine.decide import changed_keys
 from modelform.engine.diagnostics import Diagnostic, DiagnosticError
@@ -39,7 +39,7 @@ def plan_cmd(
     run = ws.run(state)
     plan = make_plan(
         run, to_records(state), mode=mode, do_refresh=refresh, targets=targets, replace=replace,
-        serial=state.serial if state else 0,
+        serial=state.serial if state else 0, prior_outputs=state.outputs if state else None,
     )  # fmt: skip
     view.redactor.add(sensitive.from_plan(plan))
     view.plan(plan)
@@ -183,6 +183,7 @@ def apply_cmd(
             plan = make_plan(
                 run, to_records(state), mode=mode, do_refresh=refresh, targets=targets,
                 replace=replace, serial=state.serial if state else 0,
+                prior_outputs=state.outputs if state else None,
             )  # fmt: skip
             view.redactor.add(sensitive.from_plan(plan))
             view.plan(plan)
@@ -203,6 +204,9 @@ def apply_cmd(
         except BaseException:
             _flush(writer, ws)  # a state not saved is the error to report
             raise
+        recorded, unknown = outputs_eval.final(ws.config, plan, result.records, writer.outputs,
+                                               view.redactor)  # fmt: skip
+        writer.set_outputs(recorded)
         try:
             _flush(writer, ws)
         finally:
@@ -212,6 +216,14 @@ def apply_cmd(
             reason = "interrupted" if saved else "the state could not be saved"
             view.applied(counts, result.ok and saved, result.failed, result.logs, result.skipped,
                          result.cancelled, reason, destroy=mode is Mode.DESTROY)  # fmt: skip
+    if recorded and mode is Mode.NORMAL:
+        view.data(
+            {"outputs": outputs.masked(recorded)},
+            "\nOutputs:\n\n" + outputs.listing(recorded).rstrip("\n"),
+        )
+    if unknown and result.ok:
+        view.error(outputs_eval.unknown_message(unknown, ws.config))
+        return Exit.ERROR
     if result.interrupted:
         return Exit.INTERRUPTED
     return Exit.OK if result.ok else Exit.ERROR

@@ -56,6 +56,9 @@ class StateWriter:
         self.backend = backend
         self.current = prior if prior is not None else State.new(lineage=lineage)
         self.on_fail = on_fail
+        #: The outputs every write records: the prior ones until
+        #: :meth:`set_outputs` gives those computed after the apply.
+        self.outputs: dict[str, dict[str, object]] = dict(self.current.outputs)
         self._cache: dict[str, tuple[dict[str, object], ResourceState]] = {}
         if prior is not None:
             for addr, rs in prior.resources.items():
@@ -75,6 +78,14 @@ class StateWriter:
             self._newest = records
             if self._error is None:
                 self._pending = records
+                self._cond.notify_all()
+
+    def set_outputs(self, outputs: dict[str, dict[str, object]]) -> None:
+        """Record ``outputs`` from now on, writing the newest records again with them."""
+        with self._cond:
+            self.outputs = dict(outputs)
+            if self._newest is not None and self._error is None:
+                self._pending = self._newest
                 self._cond.notify_all()
 
     def failed(self) -> bool:
@@ -110,7 +121,8 @@ class StateWriter:
     def _state_of(self, records: Records) -> State:
         """``records`` as a state of the current lineage and serial (the cache kept)."""
         now = now_iso()
-        new = State(self.current.lineage, self.current.serial, {}, self.current.modelform_version)
+        new = State(self.current.lineage, self.current.serial, {},
+                    self.current.modelform_version, dict(self.outputs))  # fmt: skip
         for addr, rec in records.items():
             cached = self._cache.get(addr)
             if cached is not None and (cached[0] is rec or cached[0] == rec):

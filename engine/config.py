@@ -45,6 +45,22 @@ class Variable:
 
 
 @dataclass
+class Output:
+    """One ``outputs:`` entry, in its long form whatever was written.
+
+    ``value`` is a template like any other string of the file (``${var.x}``
+    already put in); ``vars`` names the variables it used before they were,
+    so a value derived from a sensitive variable is known to be sensitive.
+    """
+
+    name: str
+    value: Any
+    description: str = ""
+    sensitive: bool = False
+    vars: tuple[str, ...] = ()
+
+
+@dataclass
 class Config:
     file: Path
     project: str
@@ -57,6 +73,8 @@ class Config:
     services: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: ``model_store:`` as written (kind and options; defaults filled).
     model_store: dict[str, Any] = field(default_factory=dict)
+    #: ``outputs:`` by name (see :mod:`modelform.engine.outputs_config`).
+    outputs: dict[str, Output] = field(default_factory=dict)
     positions: dict[Path_, Pos] = field(default_factory=dict)
 
     @property

@@ -293,7 +293,7 @@ class _Checker:
         return declared
 
     def references(self) -> None:
-        for section in SECTIONS:
+        for section in (*SECTIONS, "outputs"):
             for name, body in (self.data.get(section) or {}).items():
                 for ref in references.find_refs(body, (section, name)):
                     if ref.section == "var" or ref.attr is None:

@@ -27,14 +27,22 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from modelform.engine import backendconf, kinds, references, schema, variables, yaml_positions
+from modelform.engine import (
+    backendconf,
+    kinds,
+    outputs_config,
+    references,
+    schema,
+    variables,
+    yaml_positions,
+)
 from modelform.engine.config import DEFAULT_TARGET, SECTIONS, Config
 from modelform.engine.diagnostics import Diagnostic, DiagnosticError, Pos
 from modelform.engine.references import KEEP, Ref, ReferenceSyntaxError
 from modelform.engine.schema import did_you_mean, where
 from modelform.engine.yaml_positions import Path_, Source
 
-TOP_SECTIONS = ("variables", *SECTIONS)
+TOP_SECTIONS = ("variables", *SECTIONS, outputs_config.SECTION)
 
 
 def read_text(file: Path) -> str:
@@ -190,7 +198,7 @@ def _unknown(
 
 def _check_refs(src: Source, data: dict[str, Any]) -> list[Diagnostic]:
     errors = []
-    for section in SECTIONS:
+    for section in (*SECTIONS, outputs_config.SECTION):
         for name, body in data.get(section, {}).items():
             for ref in references.find_refs(body, (section, name)):
                 if ref.section == "var" or ref.name in data.get(ref.section, {}):
@@ -349,6 +357,7 @@ def load(
 
     declared = variables.declare(src)
     _check_var_refs(src, data, declared)
+    output_vars = outputs_config.var_refs(data)
     values = variables.values(declared, src, list(var_args), list(var_files), environ)
     data, origin = _substitute(src, data, values)
     # Substitution changes nothing where no ${var.x} was used: no second pass then.
@@ -368,6 +377,7 @@ def load(
         + _check_names(src, data)
         + _check_paths(src, data, file.parent)
         + _check_services(src, data)
+        + outputs_config.check(src, data)
     )
     if catalog is None:
         from modelform.engine.registry import Registry
@@ -386,5 +396,6 @@ def load(
         targets=data.get("targets", {}),
         services=data.get("services", {}),
         model_store=data.get("model_store") or {},
+        outputs=outputs_config.build(data, output_vars),
         positions=dict(src.positions),
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from modelform.engine.outputs import OutputChange
 from modelform.engine.provider import Action
 
 
@@ -86,6 +87,13 @@ class Plan:
     #: Digest of every input the changes were computed from (config and files).
     inputs_digest: str = ""
     variables: dict[str, Any] = field(default_factory=dict)
+    #: What happens to each output (engine.outputs), in name order.
+    outputs: list[OutputChange] = field(default_factory=list)
+
+    @property
+    def output_changes(self) -> list[OutputChange]:
+        """The outputs that change (no-ops left out)."""
+        return [o for o in self.outputs if o.action is not Action.NOOP]
 
     @property
     def actionable(self) -> list[Change]:
@@ -95,7 +103,7 @@ class Plan:
     def has_changes(self) -> bool:
         if self.mode is Mode.REFRESH_ONLY:
             return bool(self.drift)
-        return bool(self.actionable)
+        return bool(self.actionable) or bool(self.output_changes)
 
     def counts(self) -> dict[str, int]:
         return summarize(self.actionable)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from modelform.engine import outputs
 from modelform.engine.plan import Change, ChildChange, Drift, Mode, Plan
 from modelform.engine.provider import Action
 from modelform.engine.values import from_json, to_json
@@ -86,6 +87,7 @@ def plan_json(plan: Plan, mask: bool = True) -> dict[str, Any]:
         "summary": plan.counts(),
         "changes": [change_json(c, mask) for c in plan.changes],
         "drift": [drift_json(d, mask) for d in plan.drift],
+        "output_changes": [outputs.change_json(o, mask) for o in plan.outputs],
         "prior_state": to_json(snap(plan.prior)),
         "refreshed_state": to_json(snap(plan.refreshed)),
         "variables": plan.variables,
@@ -146,4 +148,5 @@ def plan_from_json(data: dict[str, Any]) -> Plan:
         refreshed=from_json(data["refreshed_state"]),
         inputs_digest=data["inputs_digest"],
         variables=data.get("variables", {}),
+        outputs=[outputs.change_from_json(o) for o in data.get("output_changes", [])],
     )

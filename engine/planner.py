@@ -10,7 +10,7 @@ providers' ``read``/``plan``/``discover`` only look.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +19,7 @@ from typing import Any
 import networkx as nx
 
 from modelform.engine import graph as graphs
-from modelform.engine import references
+from modelform.engine import outputs_eval, references, sensitive
 from modelform.engine.config import DEFAULT_TARGET, SECTIONS, Config
 from modelform.engine.decide import changed_keys, decide, decide_child
 from modelform.engine.diagnostics import Diagnostic, DiagnosticError
@@ -27,7 +27,7 @@ from modelform.engine.digests import digest_json
 from modelform.engine.modelstore import ModelStore, open_store
 from modelform.engine.plan import Change, ChildChange, Drift, Mode, Plan
 from modelform.engine.provider import Action, Context, Provider, Resource
-from modelform.engine.registry import Registry
+from modelform.engine.registry import Registry, catalog
 from modelform.engine.resources import (
     Node,
     address,
@@ -286,12 +286,13 @@ def discover(
 
 
 def inputs_digest(config: Config, nodes: dict[str, Node]) -> str:
-    return digest_json(
-        {
-            "vars": config.var_values,
-            "nodes": {a: [n.provider, n.config, n.digests] for a, n in sorted(nodes.items())},
-        }
-    )
+    doc: dict[str, Any] = {
+        "vars": config.var_values,
+        "nodes": {a: [n.provider, n.config, n.digests] for a, n in sorted(nodes.items())},
+    }
+    if config.outputs:  # a project without outputs keeps the digest it had
+        doc["outputs"] = {n: [o.value, o.sensitive] for n, o in sorted(config.outputs.items())}
+    return digest_json(doc)
 
 
 def _select(g: nx.DiGraph, targets: Iterable[str], destroy: bool) -> set[str] | None:
@@ -357,7 +358,9 @@ def make_plan(
     targets: Iterable[str] = (),
     replace: Iterable[str] = (),
     serial: int = 0,
+    prior_outputs: Mapping[str, dict[str, Any]] | None = None,
 ) -> Plan:
+    """``prior_outputs``: the outputs state records (``State.outputs``)."""
     config = run.config
     nodes = run.desired()
     for addr, node in nodes.items():
@@ -387,6 +390,7 @@ def make_plan(
 
     selected = _select(g, targets, mode is Mode.DESTROY)
     changes: list[Change] = []
+    known: Records = {}
     if mode is Mode.REFRESH_ONLY:
         drift += [Drift(o.address, "orphan", o.before, None) for o in orphans]
     elif mode is Mode.DESTROY:
@@ -398,7 +402,6 @@ def make_plan(
             changes.append(_delete(run, addr, rec, "destroy requested", kids.get(addr, {})))
         changes += orphans
     else:
-        known: Records = {}
         kids = child_index(refreshed)
         for addr in nx.topological_sort(g):
             wanted = nodes.get(addr)
@@ -414,7 +417,7 @@ def make_plan(
                 continue
             changes.append(_plan_one(run, wanted, rec, known, kids.get(addr, {}), addr in replace))
         changes = orphans + changes
-    return Plan(
+    plan = Plan(
         project=config.project,
         mode=mode,
         lineage=run.lineage,
@@ -426,6 +429,16 @@ def make_plan(
         inputs_digest=inputs_digest(config, nodes),
         variables=dict(config.var_values),
     )
+    if (config.outputs or prior_outputs) and mode is not Mode.REFRESH_ONLY:
+        if mode is Mode.DESTROY:  # what stays: the refreshed attributes
+            gone = {c.address for c in changes}
+            known = {a: r["attributes"] for a, r in refreshed.items() if a not in gone}
+        secrets = sensitive.from_config(config, catalog(run.registry))
+        secrets.add(sensitive.from_plan(plan))
+        plan.outputs = outputs_eval.plan_changes(
+            config, plan, known, prior_outputs or {}, secrets, targeted=selected is not None
+        )
+    return plan
 
 
 def _plan_one(

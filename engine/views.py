@@ -15,6 +15,7 @@ import threading
 import time
 from typing import Any, TextIO
 
+from modelform.engine import outputs
 from modelform.engine.diagnostics import Diagnostic
 from modelform.engine.plan import Change, Drift, Mode, Plan
 from modelform.engine.planjson import SENSITIVE, change_json, drift_json, plan_json
@@ -256,8 +257,12 @@ class HumanView(View):
                 out.append(f"\n{s.green}No changes.{s.end} The state matches the real world.\n")
             else:
                 out.append("\nApplying this refresh-only plan updates the state to match.\n")
-        elif not acts:
+        elif not acts and not plan.output_changes:
             out.append(f"\n{s.green}No changes.{s.end} The deployment matches the project file.\n")
+        elif not acts:
+            out.append(outputs.plan_text(plan.output_changes, s.action, s.end))
+            out.append("\nYou can apply this plan to save these new output values to the state, "
+                       "without changing any real infrastructure.\n")  # fmt: skip
         else:
             out.append("\nmodelform will perform the following actions:\n\n")
             for c in acts:
@@ -268,6 +273,7 @@ class HumanView(View):
                 f"{s.bold}Plan:{s.end} {n['add']} to add, {n['change']} to change, "
                 f"{n['destroy']} to destroy.\n"
             )
+            out.append(outputs.plan_text(plan.output_changes, s.action, s.end))
         self._write("".join(out))
 
     def event(self, address: str, event: str, detail: str) -> None:

@@ -27,7 +27,7 @@ from functools import lru_cache
 from importlib import metadata
 from typing import Any
 
-from modelform.state.canonical import compact, encode
+from modelform.state.canonical import canonical, compact, encode
 from modelform.state.errors import NewerStateFormat, StateError
 from modelform.state.resource import ResourceState, now_iso, split_address
 
@@ -36,9 +36,12 @@ __all__ = ["FORMAT_VERSION", "ResourceState", "State", "modelform_version", "now
 #: The state document shape this code reads and writes. Format 2 added a
 #: resource's ``tainted``, ``target`` and ``sensitive``; a format-1 document
 #: reads as untainted resources with no recorded target or secret keys.
-FORMAT_VERSION = 2
+#: Format 3 added the top-level ``outputs`` (written only when there are
+#: any); an older document reads as one without outputs.
+FORMAT_VERSION = 3
 
-_TOP_KEYS = ("format_version", "lineage", "serial", "modelform_version", "resources")
+_TOP_KEYS = ("format_version", "lineage", "serial", "modelform_version", "resources", "outputs")
+_OUTPUT_KEYS = ("value", "type", "sensitive")
 
 
 @lru_cache(maxsize=1)
@@ -65,6 +68,9 @@ class State:
     resources: dict[str, ResourceState] = field(default_factory=dict)
     #: The modelform that wrote this state (set again by every write).
     modelform_version: str = field(default_factory=modelform_version)
+    #: Output values by name, each ``{"value", "type", "sensitive"}`` (the
+    #: values in clear, as the resources' secrets are).
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def new(
@@ -103,7 +109,7 @@ class State:
         state rebuilt from the same records has the same content.
         """
         now = now or now_iso()
-        new = State(self.lineage, self.serial, {}, self.modelform_version)
+        new = State(self.lineage, self.serial, {}, self.modelform_version, dict(self.outputs))
         for address, rs in resources.items():
             if address != rs.address:
                 raise StateError(f"resource recorded under {address} has address {rs.address}")
@@ -113,19 +119,23 @@ class State:
     def copy(self) -> State:
         """A deep copy."""
         resources = {a: rs.copy() for a, rs in self.resources.items()}
-        return State(self.lineage, self.serial, resources, self.modelform_version)
+        outputs = {n: dict(o) for n, o in self.outputs.items()}
+        return State(self.lineage, self.serial, resources, self.modelform_version, outputs)
 
     # -- JSON ------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
         """The document as canonical JSON data (see the module invariants)."""
-        return {
+        data: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
             "lineage": self.lineage,
             "serial": self.serial,
             "modelform_version": self.modelform_version,
             "resources": [self.resources[a].to_json() for a in sorted(self.resources)],
         }
+        if self.outputs:  # a state without outputs has the content it had before them
+            data["outputs"] = canonical(self.outputs, "outputs")
+        return data
 
     def encode(self) -> bytes:
         """The deterministic text of the document, as UTF-8 bytes."""
@@ -146,7 +156,8 @@ class State:
     def from_canonical(cls, data: dict[str, Any]) -> State:
         """Build from :meth:`to_json` output without validating again (it takes ``data``)."""
         resources = {r["address"]: ResourceState(**r) for r in data["resources"]}
-        return cls(data["lineage"], data["serial"], resources, data["modelform_version"])
+        outputs = data.get("outputs") or {}
+        return cls(data["lineage"], data["serial"], resources, data["modelform_version"], outputs)
 
     @classmethod
     def from_json(cls, data: Any, source: str = "state") -> State:
@@ -188,7 +199,9 @@ class State:
             if rs.address in resources:
                 raise StateError(f"{where}: resource {rs.address} appears twice", source)
             resources[rs.address] = rs
-        return cls(lineage, serial, resources, writer)
+        return cls(
+            lineage, serial, resources, writer, _outputs(data.get("outputs", {}), where, source)
+        )
 
     @classmethod
     def loads(cls, text: str | bytes, source: str = "state") -> State:
@@ -205,3 +218,26 @@ class State:
                 source,
             ) from None
         return cls.from_json(data, source)
+
+
+def _outputs(data: Any, where: str, source: str) -> dict[str, dict[str, Any]]:
+    """The ``outputs`` object of a document, checked: name → value, type, sensitive."""
+
+    def bad(problem: str) -> StateError:
+        return StateError(f"{where}: {problem}", source)
+
+    if not isinstance(data, dict):
+        raise bad("outputs must be an object")
+    out = {}
+    for name, item in data.items():
+        if not isinstance(item, dict) or "value" not in item:
+            raise bad(f"outputs.{name} must be an object with a value")
+        extra = sorted(set(item) - set(_OUTPUT_KEYS))
+        if extra:
+            raise bad(f"outputs.{name}: unknown key(s) {', '.join(extra)}")
+        if not isinstance(item.get("sensitive", False), bool):
+            raise bad(f"outputs.{name}.sensitive must be true or false")
+        if not isinstance(item.get("type", ""), str):
+            raise bad(f"outputs.{name}.type must be a string")
+        out[name] = {"sensitive": False, **canonical(item, f"{where}: outputs.{name}")}
+    return out

@@ -217,7 +217,8 @@ def test_a_format_1_document_reads_as_untainted_resources_without_a_target() -> 
     rs = state.resources["service.api"]
     assert (rs.tainted, rs.target) == (False, None)
     data = state.to_json()
-    assert data["format_version"] == FORMAT_VERSION == 2
+    assert data["format_version"] == FORMAT_VERSION == 3
+    assert "outputs" not in data and state.outputs == {}
     assert data["resources"][0]["tainted"] is False and data["resources"][0]["target"] is None
 
 
