@@ -25,7 +25,9 @@ from modelform.cli import (
 )
 from modelform.cli.common import Globals, guarded, make_view, workspace
 from modelform.cli.flags import Input, Lock, LockUnused, NoColor, Switch
+from modelform.cli.reporting import Report, ReportFile, ReportFormat, resolve
 from modelform.engine.plan import Mode
+from modelform.engine.reports import Subject
 
 app = typer.Typer(
     name="modelform",
@@ -155,9 +157,12 @@ def plan(
     input_: Input = Switch.true,
     lock: LockUnused = Switch.true,
     no_color: NoColor = False,
+    format_: ReportFormat = "human",
+    report: ReportFile = None,
 ) -> None:
     """Show what apply would change (it never prompts, nor locks the state)."""
-    view = make_view(json_out, no_color)
+    rep = Report(resolve(format_, json_out), report, Subject.PLAN, no_color)
+    view = rep.view()
     mode = Mode.DESTROY if destroy else Mode.REFRESH_ONLY if refresh_only else Mode.NORMAL
     guarded(
         view,
@@ -170,6 +175,7 @@ def plan(
             replace=replace or [],
             out=out,
             detailed=detailed_exitcode,
+            report=rep,
         ),
     )
 
@@ -275,15 +281,20 @@ def drift(
     input_: Input = Switch.true,
     lock: LockUnused = Switch.true,
     no_color: NoColor = False,
+    format_: ReportFormat = "human",
+    report: ReportFile = None,
 ) -> None:
     """Compare state with the real world: exit 0 no drift, 2 drift, 1 error (also: no state).
 
     Never writes, never prompts, never locks.
     """
-    view = make_view(json_out, no_color)
+    rep = Report(resolve(format_, json_out), report, Subject.DRIFT, no_color)
+    view = rep.view()
     guarded(
         view,
-        lambda: run_plan.drift_cmd(workspace(view, var, var_file), view, allow_missing_state),
+        lambda: run_plan.drift_cmd(
+            workspace(view, var, var_file), view, allow_missing_state, report=rep
+        ),
     )
 
 

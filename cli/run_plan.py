@@ -9,6 +9,7 @@ from pathlib import Path
 
 from modelform.cli import errored
 from modelform.cli.common import confirm, no_prompt_reason
+from modelform.cli.reporting import Report
 from modelform.cli.statewriter import StateWriter, WriteFailed, describe
 from modelform.cli.workspace import Workspace, to_records
 from modelform.engine import outputs, outputs_eval, sensitive
@@ -19,6 +20,7 @@ from modelform.engine.exitcodes import Exit
 from modelform.engine.plan import Mode, Plan, summarize
 from modelform.engine.planjson import plan_from_json, plan_json
 from modelform.engine.planner import inputs_digest, make_plan, refresh
+from modelform.engine.reports import drift_summary, resource_locator
 from modelform.engine.resources import is_child, parent_of
 from modelform.engine.views import View
 from modelform.state import State
@@ -34,7 +36,9 @@ def plan_cmd(
     replace: list[str],
     out: Path | None,
     detailed: bool,
+    report: Report | None = None,
 ) -> int:
+    """``report``: ``--format``/``--report``, written once the plan is shown."""
     state = ws.read_state()
     run = ws.run(state)
     plan = make_plan(
@@ -43,6 +47,8 @@ def plan_cmd(
     )  # fmt: skip
     view.redactor.add(sensitive.from_plan(plan))
     view.plan(plan)
+    if report is not None:
+        report.write(plan, view, resource_locator(ws.config), ws.file)
     if out is not None:
         save_plan(plan, out)
         view.message(f"\nSaved the plan to {out}; apply it with: modelform apply {out}")
@@ -237,11 +243,14 @@ def _flush(writer: StateWriter, ws: Workspace) -> None:
         raise errored.rescue(e, ws) from e.cause
 
 
-def drift_cmd(ws: Workspace, view: View, allow_missing_state: bool = False) -> int:
+def drift_cmd(
+    ws: Workspace, view: View, allow_missing_state: bool = False, report: Report | None = None
+) -> int:
     """Refresh and compare with state; never writes state nor takes the lock.
 
     No state file is an error (a wrong path or folder must not pass in CI as
-    "no drift") unless ``allow_missing_state`` says none is expected yet.
+    "no drift") unless ``allow_missing_state`` says none is expected yet; then
+    ``report`` is written as one of no drift.
     """
     state = ws.read_state()
     if state is None:
@@ -253,6 +262,8 @@ def drift_cmd(ws: Workspace, view: View, allow_missing_state: bool = False) -> i
             )
             return Exit.ERROR
         view.data({"drift": False, "count": 0}, f"No state at {where}: nothing to drift.")
+        if report is not None:
+            report.write(None, view)
         return Exit.OK
     run = ws.run(state)
     plan = make_plan(run, to_records(state), mode=Mode.REFRESH_ONLY,
@@ -260,7 +271,9 @@ def drift_cmd(ws: Workspace, view: View, allow_missing_state: bool = False) -> i
     view.redactor.add(sensitive.from_plan(plan))
     view.drift(plan)
     view.data(
-        {"drift": bool(plan.drift), "count": len(plan.drift)},
+        drift_summary(plan),
         f"\n{len(plan.drift)} object(s) drifted." if plan.drift else "No drift.",
     )
+    if report is not None:
+        report.write(plan, view, resource_locator(ws.config), ws.file)
     return Exit.CHANGES if plan.drift else Exit.OK

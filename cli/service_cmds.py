@@ -12,6 +12,7 @@ import typer
 
 from modelform.cli.common import guarded, make_view, workspace
 from modelform.cli.flags import NoColor
+from modelform.cli.reporting import CheckFormat, GithubView
 from modelform.cli.workspace import record_context, to_records
 from modelform.engine import graph as graphs
 from modelform.engine.diagnostics import Diagnostic, DiagnosticError
@@ -41,15 +42,30 @@ def _service_record(view: View, name: str) -> tuple[dict, object]:  # type: igno
     return rec, ws
 
 
+def _check_view(command: str, fmt: str, json_out: bool, no_color: bool = False) -> View:
+    """The human (or -json) view; with --format github, problems as annotations."""
+    if fmt != "github":
+        return make_view(json_out, no_color)
+    if json_out:
+        raise typer.BadParameter("-json and --format github ask for two formats: give one",
+                                 param_hint="'--format'")  # fmt: skip
+    return GithubView(f"modelform {command}", no_color)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(models_app, name="models")
 
     @app.command()
     def validate(
-        var: Var = None, var_file: VarFile = None, json_out: Json = False, no_color: NoColor = False
+        var: Var = None,
+        var_file: VarFile = None,
+        json_out: Json = False,
+        no_color: NoColor = False,
+        format_: CheckFormat = "human",
     ) -> None:
-        """Check the project file: schema, references, files, cycles."""
-        view = make_view(json_out, no_color)
+        """Check the project file: schema, references, files, cycles
+        (--format github: each problem an annotation at its line)."""
+        view = _check_view("validate", format_, json_out, no_color)
 
         def body() -> int:
             ws = workspace(view, var, var_file)
@@ -82,11 +98,14 @@ def register(app: typer.Typer) -> None:
         check: Annotated[
             bool, typer.Option("--check", "-check", help="Only report; exit 3 if it would change.")
         ] = False,
+        format_: CheckFormat = "human",
     ) -> None:
-        """Rewrite the project file in the canonical format."""
+        """Rewrite the project file in the canonical format (-check --format github:
+        an annotation at each place that would change)."""
         from modelform.engine.fmt import format_text
+        from modelform.engine.reports import unformatted
 
-        view = make_view(False)
+        view = _check_view("fmt", format_, False)
 
         def body() -> int:
             ws = workspace(view)
@@ -95,6 +114,8 @@ def register(app: typer.Typer) -> None:
             if new == text:
                 return Exit.OK
             if check:
+                if isinstance(view, GithubView):
+                    view.diagnostics(unformatted(str(ws.file), text, new))
                 view.message(f"{ws.file} is not formatted")
                 return 3
             ws.file.write_text(new)
