@@ -36,7 +36,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from modelform.engine import yaml_positions
 from modelform.engine.config import SECTIONS
 
-ORDER = ("project", "state", "variables", "model_store", *SECTIONS)
+ORDER = ("project", "state", "variables", "model_store", *SECTIONS, "outputs")
 INDENT = 2
 
 

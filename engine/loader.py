@@ -357,6 +357,7 @@ def load(
 
     declared = variables.declare(src)
     _check_var_refs(src, data, declared)
+    outputs_config.normalize(src, data)
     output_vars = outputs_config.var_refs(data)
     values = variables.values(declared, src, list(var_args), list(var_files), environ)
     data, origin = _substitute(src, data, values)
