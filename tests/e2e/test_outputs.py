@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.helpers import Project, copy_quickstart, free_port, our_processes
+from tests.e2e.test_remote_state import _s3_project, _stored
+from tests.realparts import S3Endpoint
 
 pytestmark = pytest.mark.slow
 
@@ -182,3 +184,37 @@ def test_outputs_lifecycle(tmp_path: Path) -> None:
     r = p.run("output", "-json")
     assert r.code == 0 and json.loads(r.out) == {}, r.text
     assert "the state records no outputs" in one_line_error(p.run("output", "url"))
+
+
+@pytest.mark.s3
+def test_a_later_job_reads_outputs_from_remote_state(
+    tmp_path: Path, s3_endpoint: S3Endpoint, s3_bucket: str
+) -> None:
+    """Apply in one clone, read the URL in another that never applied: through
+    the s3 backend, without writing the state."""
+    deploy = _s3_project(tmp_path / "deploy", s3_endpoint, s3_bucket)
+    later = _s3_project(tmp_path / "later", s3_endpoint, s3_bucket)
+    for p in (deploy, later):
+        f = p.root / "modelform.yaml"
+        f.write_text(f.read_text() + "outputs:\n  url: ${services.diabetes-dev.url}\n")
+    port = free_port()
+    assert "no state at" in one_line_error(later.run("output", "-raw", "url"))
+    try:
+        r = deploy.run("apply", "-auto-approve", f"-var=port={port}")
+        assert r.code == 0, r.text
+        stored = _stored(s3_endpoint, s3_bucket)
+        url = f"http://127.0.0.1:{port}"
+        assert stored["outputs"]["url"]["value"] == url
+        r = later.run("output", "-raw", "url")
+        assert r.code == 0 and r.out == url, r.text
+        with urllib.request.urlopen(r.out + "/ready", timeout=10) as answer:
+            assert answer.status == 200
+        r = later.run("output", "-json")
+        assert r.code == 0 and json.loads(r.out)["url"]["value"] == url, r.text
+        assert not (later.root / ".modelform" / "state.json").exists()
+        after = _stored(s3_endpoint, s3_bucket)
+        assert (after["serial"], after["lineage"]) == (stored["serial"], stored["lineage"])
+    finally:
+        deploy.run("destroy", "-auto-approve", f"-var=port={port}")
+    assert "outputs" not in _stored(s3_endpoint, s3_bucket)
+    assert our_processes(deploy.root) == set()
