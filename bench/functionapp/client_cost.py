@@ -37,15 +37,19 @@ CACHE = Path(os.environ.get("MODELFORM_CACHE", Path.home() / ".cache" / "modelfo
 
 
 def testenv() -> None:
-    """AWS_* and the endpoint from scripts/testenv's env.json, unless set."""
+    """AWS_* and the endpoint from scripts/testenv's env.json (its MinIO), unless set."""
     path = CACHE / "testenv" / "env.json"
     if not path.is_file():
         return
-    env = json.loads(path.read_text())
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
-        if name in env and name not in os.environ:
-            os.environ[name] = str(env[name])
-    os.environ.setdefault("MF_BENCH_ENDPOINT", str(env.get("MODELFORM_S3_ENDPOINT", "")))
+    minio = json.loads(path.read_text()).get("parts", {}).get("minio") or {}
+    for name, key in (
+        ("AWS_ACCESS_KEY_ID", "access_key"),
+        ("AWS_SECRET_ACCESS_KEY", "secret_key"),
+        ("AWS_DEFAULT_REGION", "region"),
+        ("MF_BENCH_ENDPOINT", "endpoint"),
+    ):
+        if minio.get(key) and not os.environ.get(name):
+            os.environ[name] = str(minio[key])
 
 
 class Boto:

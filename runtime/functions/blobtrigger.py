@@ -1,23 +1,35 @@
 """The blob trigger: each blob version under the path pattern is processed once.
 
-Discovery is a listing of the container under the pattern's literal
-prefix every ``poll_seconds`` (one request per 1,000 blobs); what this
-process already settled (done or poisoned) is kept in memory, so a poll
-costs the listing and nothing per old blob. A new (blob, ETag) is claimed
-with a receipt (see ``receipts``): whichever process creates it processes
-the blob; the others leave it alone, and look again once the owner's
-lease would have run out, taking over a claim whose owner is gone ("in
-flight at a stop: processing again").
-
-Listing alone meets the issue's latency goal on MinIO (p50 0.43 s, p99
-0.63 s upload → output for 200 blobs at 40/s with the default 0.5 s
-poll), so MinIO's bucket notifications, which lose events, are not used.
+Discovery has two paths. On MinIO, ``s3listen.EventStream`` keeps MinIO's
+bucket notification request open and hands each created blob under the
+pattern's prefix to the workers as it is told (tens of milliseconds).
+The stream is not complete (events while it is disconnected are lost;
+MinIO holds the last events of a burst back), so the trigger also lists
+the prefix whole, as it always did, when ``discovery.ListingSchedule``
+says: at start, whenever the stream (re)connects, shortly after the
+stream falls quiet, and at an interval set by the listing's own cost
+(``cost / duty``: 2% of the time with the stream, 10% without; never
+below ``poll_seconds``, never above five minutes). A prefix of a few
+hundred blobs is thus still listed every poll, but the processed blobs
+kept under it no longer make an idle host's CPU grow with their number. Azure Storage and AWS S3 have no such
+stream: there the listing is the only path, at the same interval, so a
+blob waits for up to that interval (the real host documents up to ten
+minutes for its polled blob triggers). ``MODELFORM_BLOB_EVENTS=0`` turns
+the stream off. Whatever found a blob, what this process already settled
+(done or poisoned) is kept in memory, so a blob told twice or listed
+again costs nothing. A new (blob, ETag) is claimed with a receipt (see
+``receipts``): whichever process creates it processes the blob; the
+others leave it alone, and look again once the owner's lease would have
+run out (without waiting for a listing), taking over a claim whose owner
+is gone ("in flight at a stop: processing again").
 
 At start the receipts are listed once; a listed blob that has one is
 then read once (its state: done, poisoned, or a claim to watch) before it
 is settled in memory. Work runs on ``parallelism`` threads (host.json
 ``extensions.blobs.maxDegreeOfParallelism``, default 8); the poll thread
-also renews the leases of claims in progress (every third of a lease).
+(waking every 0.1 s) also renews the leases of claims in progress (every
+third of a lease). On S3 the requests go through ``s3http``, a lean signed
+client (a blob's four requests cost about a fifth of boto3's CPU).
 
 A run that raises (or whose outputs cannot be written) is retried after a
 short backoff, up to ``MAX_ATTEMPTS`` calls in all; the attempts are kept
@@ -45,7 +57,7 @@ from typing import Any
 
 from modelform.runtime import logs
 from modelform.runtime.functions.bindings import BindingError, BlobFacts, blob_value
-from modelform.runtime.functions.discovery import ListingSchedule
+from modelform.runtime.functions.discovery import DUTY, POLLING_DUTY, ListingSchedule
 from modelform.runtime.functions.invoke import Invoker, Outcome
 from modelform.runtime.functions.loader import FunctionSpec
 from modelform.runtime.functions.outputs import (
@@ -140,6 +152,7 @@ class BlobTrigger:
                 log,
                 spec.name,
             )
+            self.schedule.duty = DUTY
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"blob-{spec.name}", daemon=True)
         self._workers: Workers | None = None
@@ -212,7 +225,11 @@ class BlobTrigger:
                     if self.stream is not None:
                         self.stream.start()  # it asks for a listing once its request is out
                 now = time.monotonic()
-                last_event = self.stream.last_event if self.stream is not None else 0.0
+                last_event = 0.0
+                if self.stream is not None:
+                    last_event = self.stream.last_event
+                    if self.stream.supported is False:  # AWS: listing is all there is
+                        self.schedule.duty = POLLING_DUTY
                 if self.schedule.due(now, last_event) is not None:
                     self._list()
                 self._look_again_now()

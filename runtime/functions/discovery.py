@@ -4,11 +4,14 @@ A listing costs in proportion to the blobs kept under the prefix (the
 inputs stay after processing, as in the classic workflow), so listing
 every poll made an idle host's CPU grow with them. ``ListingSchedule``
 spaces the full listings by their measured cost instead: the next one is
-due ``cost / DUTY`` seconds after the last (a listing then takes at most
-``DUTY`` of the time, however many blobs are kept), never sooner than the
-host's ``poll_seconds`` and never later than ``LONGEST_S``. A prefix of a
-few hundred blobs is still listed every poll; 1,000 blobs on MinIO about
-every second or two; an AWS bucket with 100,000 every minute or so.
+due ``cost / duty`` seconds after the last (a listing then takes at most
+that share of the time, however many blobs are kept), never sooner than
+the host's ``poll_seconds`` and never later than ``LONGEST_S``. The duty
+is ``DUTY`` (2%) while MinIO's event stream finds the blobs and the
+listings only catch what it missed, ``POLLING_DUTY`` (10%) where listing
+is the only way (Azure Storage, AWS S3), since there every blob waits for
+one. A prefix of a few hundred blobs is still listed every poll; 1,000
+blobs on MinIO every second or two.
 
 Besides the interval, a listing is due:
 
@@ -26,14 +29,19 @@ parsing: a loaded machine lists less often.
 from __future__ import annotations
 
 DUTY = 0.02
+#: Without an event stream every blob waits for a listing: they may take more of the time.
+POLLING_DUTY = 0.1
 QUIET_DUTY = 0.1
 QUIET_S = 0.3
 LONGEST_S = 300.0
 
 
 class ListingSchedule:
-    def __init__(self, poll_seconds: float, longest: float = LONGEST_S) -> None:
+    def __init__(
+        self, poll_seconds: float, longest: float = LONGEST_S, duty: float = POLLING_DUTY
+    ) -> None:
         self.poll_seconds = poll_seconds
+        self.duty = duty  # DUTY while an event stream is in use
         self.longest = max(longest, poll_seconds)
         self.cost = 0.0  # smoothed wall seconds of a full listing
         self.last_start = float("-inf")  # time.monotonic() of the last listing's start
@@ -41,7 +49,7 @@ class ListingSchedule:
         self._asked = True  # the start listing
 
     def interval(self) -> float:
-        return min(max(self.cost / DUTY, self.poll_seconds), self.longest)
+        return min(max(self.cost / self.duty, self.poll_seconds), self.longest)
 
     def ask(self) -> None:
         """A listing as soon as the trigger next looks (the stream has just connected)."""
