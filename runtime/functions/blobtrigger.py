@@ -2,26 +2,26 @@
 
 Discovery has two paths. On MinIO, ``s3listen.EventStream`` keeps MinIO's
 bucket notification request open and hands each created blob under the
-pattern's prefix to the workers as it is told (tens of milliseconds).
-The stream is not complete (events while it is disconnected are lost;
-MinIO holds the last events of a burst back), so the trigger also lists
-the prefix whole, as it always did, when ``discovery.ListingSchedule``
-says: at start, whenever the stream (re)connects, shortly after the
-stream falls quiet, and at an interval set by the listing's own cost
-(``cost / duty``: 2% of the time with the stream, 10% without; never
-below ``poll_seconds``, never above five minutes). A prefix of a few
-hundred blobs is thus still listed every poll, but the processed blobs
-kept under it no longer make an idle host's CPU grow with their number. Azure Storage and AWS S3 have no such
-stream: there the listing is the only path, at the same interval, so a
-blob waits for up to that interval (the real host documents up to ten
+pattern's prefix to the workers as it is told (tens of milliseconds). The
+stream is not complete (events while it is disconnected are lost; MinIO
+holds the last events of a burst back), so the trigger also lists the
+prefix whole, as it always did, when ``discovery.ListingSchedule`` says:
+at start, whenever the stream (re)connects, shortly after the stream falls
+quiet, and at an interval set by the listing's own cost (``cost / duty``:
+2% of the time with the stream, 10% without; never below ``poll_seconds``,
+never above five minutes). A prefix of a few hundred blobs is thus still
+listed every poll, but the processed blobs kept under it no longer make an
+idle host's CPU grow with their number. Azure Storage and AWS S3 have no
+such stream: there the listing is the only path, at the same interval, so
+a blob waits for up to that interval (the real host documents up to ten
 minutes for its polled blob triggers). ``MODELFORM_BLOB_EVENTS=0`` turns
 the stream off. Whatever found a blob, what this process already settled
-(done or poisoned) is kept in memory, so a blob told twice or listed
-again costs nothing. A new (blob, ETag) is claimed with a receipt (see
-``receipts``): whichever process creates it processes the blob; the
-others leave it alone, and look again once the owner's lease would have
-run out (without waiting for a listing), taking over a claim whose owner
-is gone ("in flight at a stop: processing again").
+(done or poisoned) is kept in memory, so a blob told twice or listed again
+costs nothing. A new (blob, ETag) is claimed with a receipt (see
+``receipts``): whichever process creates it processes the blob; the others
+leave it alone, and look again once the owner's lease would have run out
+(without waiting for a listing), taking over a claim whose owner is gone
+("in flight at a stop: processing again").
 
 At start the receipts are listed once; a listed blob that has one is
 then read once (its state: done, poisoned, or a claim to watch) before it
