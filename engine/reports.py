@@ -357,8 +357,6 @@ def junit(entries: Sequence[Entry], subject: Subject, project: str, headline: st
 
 #: What could start markup inside a cell (a link needs ``[``, so ``(`` is plain).
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")
-#: Statuses whose attributes a table lists (a create's are all new: the JUnit has them).
-_LISTED = ("update", "replace", "changed")
 #: A value longer than this is cut in a table cell (the JUnit report has it whole).
 CELL_VALUE = 80
 
@@ -372,6 +370,13 @@ def md_cell(text: str) -> str:
 
 def _cut(value: str) -> str:
     return value if len(value) <= CELL_VALUE else value[: CELL_VALUE - 1] + "…"
+
+
+def _listed(e: Entry) -> bool:
+    """Whether a table row lists the attributes: a drift's changes, and a
+    change's when no reason says them already (the planner gives one per
+    changed attribute; a create's attributes are all new: the JUnit has them)."""
+    return e.status == "changed" or (e.status in ("update", "replace") and not e.reasons)
 
 
 def _md_values(a: Attr, subject: Subject) -> str:
@@ -392,12 +397,12 @@ def markdown(entries: Sequence[Entry], subject: Subject, project: str, headline:
         out += [f"| resource | {column} | what |", "| --- | --- | --- |"]
         for e in rows:
             what = [e.headline, *e.reasons]
-            if e.status in _LISTED:
+            if _listed(e):
                 what += [_md_values(a, subject) for a in e.attrs]
             cells = [e.address, e.status]
             out.append("| " + " | ".join(map(md_cell, cells)) + " | "
                        + "<br>".join(map(md_cell, what)) + " |")  # fmt: skip
-        if any(e.status in _LISTED and e.attrs for e in rows):
+        if any(_listed(e) and e.attrs for e in rows):
             before = "recorded in state → live" if subject is Subject.DRIFT else "live → planned"
             out += ["", f"Values: {before}."]
     return "\n".join(out).rstrip("\n") + "\n"
