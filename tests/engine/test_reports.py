@@ -15,17 +15,12 @@ import contextlib
 import html
 import json
 import os
-import re
 import signal
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-import xmlschema
-from markdown_it import MarkdownIt
 
 from modelform.engine import sensitive
 from modelform.engine.apply import apply_plan
@@ -52,10 +47,17 @@ from modelform.engine.reports import (
 from modelform.engine.sensitive import Redactor
 from modelform.providers import local_process as proc
 from tests.e2e.helpers import free_port
+from tests.reportformats import (
+    junit_root,
+    line_of,
+    md_check,
+    parse_annotations,
+    parse_tables,
+    rendered,
+)
 
 pytestmark = pytest.mark.slow
 
-XSD = Path(__file__).resolve().parents[1] / "schemas" / "junit" / "JUnit.xsd"
 TOKEN = "tok-Sekret-4242"
 #: What every cell, annotation and XML text must carry through intact: the
 #: second run's entry script is a file of this name.
@@ -174,14 +176,6 @@ def _report(w: World, fmt: Format, subject: Subject) -> str:
     return render(plan, fmt, subject, redactor, locate, Meta(root=w.dir, seconds=1.5))
 
 
-def line_of(text: str, name: str) -> int:
-    """The 1-based line ``  NAME:`` is declared on, counted in the text."""
-    lines = text.splitlines()
-    found = [i + 1 for i, line in enumerate(lines) if re.match(rf"^  {re.escape(name)}:", line)]
-    assert len(found) == 1, (name, found)
-    return found[0]
-
-
 # -- the engine made the world the tests expect ------------------------------------
 
 
@@ -196,13 +190,8 @@ def test_the_drift_and_the_plan_are_what_the_world_did(world: World) -> None:
 # -- JUnit ---------------------------------------------------------------------------
 
 
-def _junit(text: str) -> ET.Element:
-    xmlschema.XMLSchema(XSD).validate(text)
-    return ET.fromstring(text)
-
-
 def test_junit_of_a_drift_validates_and_fails_exactly_the_drifted(world: World) -> None:
-    root = _junit(_report(world, Format.JUNIT, Subject.DRIFT))
+    root = junit_root(_report(world, Format.JUNIT, Subject.DRIFT))
     suite = root.find("testsuite")
     assert suite is not None
     cases = {c.get("name"): c for c in suite.iter("testcase")}
@@ -228,7 +217,7 @@ def test_junit_of_a_drift_validates_and_fails_exactly_the_drifted(world: World) 
 
 def test_junit_of_a_plan_fails_what_changes_and_names_each_attribute(world: World) -> None:
     text = _report(world, Format.JUNIT, Subject.PLAN)
-    suite = _junit(text).find("testsuite")
+    suite = junit_root(text).find("testsuite")
     assert suite is not None
     cases = {c.get("name"): c for c in suite.iter("testcase")}
     assert set(cases) == {c.address for c in world.plan.changes}
@@ -250,76 +239,6 @@ def test_junit_of_a_plan_fails_what_changes_and_names_each_attribute(world: Worl
 
 # -- markdown ------------------------------------------------------------------------
 
-_DELIMITER = re.compile(r"^\|(?: *:?-{3,}:? *\|)+$")
-
-
-def split_row(line: str) -> list[str]:
-    """A GFM table row's cells, strictly: it starts and ends with an unescaped
-    ``|``; a ``|`` after a backslash is part of the cell."""
-    assert line.startswith("|") and line.endswith("|") and not line.endswith("\\|"), line
-    cells, cur, i = [], "", 1
-    while i < len(line):
-        ch = line[i]
-        if ch == "\\" and i + 1 < len(line):
-            cur += line[i : i + 2]
-            i += 2
-            continue
-        if ch == "|":
-            cells.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-        i += 1
-    assert cur == "", line
-    return cells
-
-
-def parse_tables(text: str) -> list[list[list[str]]]:
-    """Every table in ``text``: header, delimiter, then rows to a blank line;
-    every row must have the header's number of cells."""
-    lines, tables, i = text.split("\n"), [], 0
-    while i < len(lines):
-        if lines[i].startswith("|"):
-            header = split_row(lines[i])
-            assert i + 1 < len(lines) and _DELIMITER.match(lines[i + 1]), lines[i : i + 2]
-            assert len(split_row(lines[i + 1])) == len(header)
-            rows = [header]
-            i += 2
-            while i < len(lines) and lines[i].strip():
-                row = split_row(lines[i])
-                assert len(row) == len(header), (row, header)
-                rows.append(row)
-                i += 1
-            tables.append(rows)
-        i += 1
-    return tables
-
-
-def rendered(cell: str) -> str:
-    """What a reader sees in a cell: markdown-it's HTML, as text, ``<br>`` a line break."""
-    md = MarkdownIt("commonmark").enable("table")
-    out = md.renderInline(cell.replace("\\|", "|"))
-    return html.unescape(out.replace("<br>", "\n"))
-
-
-def _md_check(text: str) -> list[list[str]]:
-    tables = parse_tables(text)
-    assert len(tables) == 1, text
-    rows = tables[0]
-    # markdown-it-py (CommonMark with GFM tables) sees the same rows and cells
-    seen: list[list[str]] = []
-    in_cell = False
-    for t in MarkdownIt("commonmark").enable("table").parse(text):
-        if t.type == "tr_open":
-            seen.append([])
-        in_cell = t.type in ("th_open", "td_open") or (in_cell and t.type == "inline")
-        if t.type == "inline" and in_cell:
-            seen[-1].append(t.content)
-    assert [[c.replace("\\|", "|") for c in r] for r in seen] == [
-        [c.replace("\\|", "|") for c in r] for r in rows
-    ]
-    return rows
-
 
 def test_markdown_of_a_drift_is_a_summary_and_a_table_of_the_drifted(world: World) -> None:
     text = _report(world, Format.MARKDOWN, Subject.DRIFT)
@@ -327,7 +246,7 @@ def test_markdown_of_a_drift_is_a_summary_and_a_table_of_the_drifted(world: Worl
         text.splitlines()[0]
         == "**modelform drift** (reports): 2 object(s) drifted, of 5 resource(s)."
     )
-    rows = _md_check(text)
+    rows = md_check(text)
     assert rows[0] == ["resource", "drift", "what"]
     assert {r[0]: r[1] for r in rows[1:]} == {"service.alpha": "deleted", "service.beta": "changed"}
     beta = next(r for r in rows if r[0] == "service.beta")
@@ -338,7 +257,7 @@ def test_markdown_of_a_drift_is_a_summary_and_a_table_of_the_drifted(world: Worl
 
 def test_markdown_of_a_plan_escapes_what_would_break_the_table(world: World) -> None:
     text = _report(world, Format.MARKDOWN, Subject.PLAN)
-    rows = _md_check(text)
+    rows = md_check(text)
     assert rows[0] == ["resource", "action", "what"]
     assert [r[0] for r in rows[1:]] == [c.address for c in world.plan.actionable]
     gamma = rendered(next(r for r in rows if r[0] == "service.gamma")[2])
@@ -354,31 +273,6 @@ def test_md_cell_line_breaks_and_pipes() -> None:
 
 
 # -- GitHub annotations ----------------------------------------------------------------
-
-_COMMAND = re.compile(r"^::(?P<level>error|warning|notice)(?: (?P<props>[^:]*))?::(?P<msg>.*)$")
-
-
-def _unescape(s: str) -> str:
-    for code, ch in (("%0A", "\n"), ("%0D", "\r"), ("%3A", ":"), ("%2C", ","), ("%25", "%")):
-        s = s.replace(code, ch)
-    return s
-
-
-def parse_annotations(text: str) -> list[dict[str, Any]]:
-    """Each line a workflow command: properties ``k=v`` split on ``,`` (escaped
-    in values as %2C, ``:`` as %3A), the message with %0A for line breaks."""
-    out = []
-    for line in text.splitlines():
-        m = _COMMAND.match(line)
-        assert m, line
-        props = {}
-        for part in (m.group("props") or "").split(","):
-            if part:
-                k, v = part.split("=", 1)
-                props[k] = _unescape(v)
-        assert "\n" not in m.group("msg") and "\r" not in m.group("msg")
-        out.append({"level": m.group("level"), **props, "message": _unescape(m.group("msg"))})
-    return out
 
 
 def test_github_annotations_of_a_drift_are_errors_at_the_services_lines(world: World) -> None:
