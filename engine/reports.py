@@ -304,9 +304,10 @@ def summary_line(plan: Plan | None, subject: Subject, entries: Sequence[Entry]) 
             return f"No drift: {len(entries)} resource(s) match state."
         return f"{len(plan.drift)} object(s) drifted, of {len(entries)} resource(s)."
     n = plan.counts()
+    drifted = f"; {len(plan.drift)} object(s) changed outside modelform" if plan.drift else ""
     if not failed:
-        return "No changes: the deployment matches the project file."
-    return f"Plan: {n['add']} to add, {n['change']} to change, {n['destroy']} to destroy."
+        return f"No changes: the deployment matches the project file{drifted}."
+    return f"Plan: {n['add']} to add, {n['change']} to change, {n['destroy']} to destroy{drifted}."
 
 
 # JUnit ------------------------------------------------------------------------
