@@ -272,4 +272,8 @@ def test_a_taken_hub_address_is_one_line(tmp_path: Path) -> None:
         s.close()
         p.run("destroy", "-auto-approve")
     assert r.code == 1, r.text
-    assert "port 8883 on 127.0.0.26 is in use" in r.err and "hub_address" in r.err and "Traceback" not in r.text
+    assert (
+        "port 8883 on 127.0.0.26 is in use" in r.err
+        and "hub_address" in r.err
+        and "Traceback" not in r.text
+    )
