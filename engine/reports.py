@@ -276,7 +276,8 @@ def render(
     if fmt is Format.JUNIT:
         return junit(entries, subject, project, headline, meta)
     if fmt is Format.MARKDOWN:
-        return markdown(entries, subject, project, headline)
+        outs = output_rows(plan, redactor) if plan and subject is Subject.PLAN else []
+        return markdown(entries, subject, project, headline, outs)
     return github(entries, subject, meta.root, meta.file)
 
 
@@ -305,7 +306,9 @@ def summary_line(plan: Plan | None, subject: Subject, entries: Sequence[Entry]) 
         return f"{len(plan.drift)} object(s) drifted, of {len(entries)} resource(s)."
     n = plan.counts()
     drifted = f"; {len(plan.drift)} object(s) changed outside modelform" if plan.drift else ""
-    if not failed:
+    if plan.output_changes:
+        drifted = f"; {len(plan.output_changes)} output(s) change{drifted}"
+    if not failed and not plan.output_changes:
         return f"No changes: the deployment matches the project file{drifted}."
     return f"Plan: {n['add']} to add, {n['change']} to change, {n['destroy']} to destroy{drifted}."
 
@@ -387,9 +390,35 @@ def _md_values(a: Attr, subject: Subject) -> str:
     return f"{a.key}: {_cut(a.live)} → {_cut(a.declared)}"
 
 
-def markdown(entries: Sequence[Entry], subject: Subject, project: str, headline: str) -> str:
+def output_rows(plan: Plan, redactor: Redactor) -> list[tuple[str, str, str]]:
+    """(name, action, ``before → after``) of each output that changes; a
+    sensitive output's values masked."""
+    rows = []
+    for o in plan.output_changes:
+
+        def value(v: Any, sensitive: bool = o.sensitive) -> str:
+            if v is None:
+                return GONE
+            if v is UNKNOWN:
+                return "(known after apply)"
+            if sensitive:
+                return MASK
+            return json.dumps(redactor.value(_displayable(v)), sort_keys=True, default=repr)
+
+        rows.append((o.name, o.action.value, f"{_cut(value(o.before))} → {_cut(value(o.after))}"))
+    return rows
+
+
+def markdown(
+    entries: Sequence[Entry],
+    subject: Subject,
+    project: str,
+    headline: str,
+    outputs: Sequence[tuple[str, str, str]] = (),
+) -> str:
     """A summary line and, when something changes or drifted, a table of it:
-    ``| resource | action | what |`` (``drift`` for a drift report)."""
+    ``| resource | action | what |`` (``drift`` for a drift report); then
+    the outputs that change, ``| output | action | value |``."""
     title = f"**modelform {subject.value}**" + (f" ({md_cell(project)})" if project else "")
     out = [f"{title}: {md_cell(headline)}", ""]
     rows = [e for e in entries if e.failed]
@@ -406,6 +435,9 @@ def markdown(entries: Sequence[Entry], subject: Subject, project: str, headline:
         if any(_listed(e) and e.attrs for e in rows):
             before = "recorded in state → live" if subject is Subject.DRIFT else "live → planned"
             out += ["", f"Values: {before}."]
+    if outputs:
+        out += ["", "| output | action | value |", "| --- | --- | --- |"]
+        out += ["| " + " | ".join(map(md_cell, row)) + " |" for row in outputs]
     return "\n".join(out).rstrip("\n") + "\n"
 
 

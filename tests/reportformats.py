@@ -83,11 +83,10 @@ def rendered(cell: str) -> str:
     return html.unescape(out.replace("<br>", "\n"))
 
 
-def md_check(text: str) -> list[list[str]]:
+def md_tables(text: str) -> list[list[list[str]]]:
+    """Every table, each row's cells; markdown-it-py (CommonMark with GFM
+    tables) must see the same rows and cells."""
     tables = parse_tables(text)
-    assert len(tables) == 1, text
-    rows = tables[0]
-    # markdown-it-py (CommonMark with GFM tables) sees the same rows and cells
     seen: list[list[str]] = []
     in_cell = False
     for t in MarkdownIt("commonmark").enable("table").parse(text):
@@ -96,10 +95,18 @@ def md_check(text: str) -> list[list[str]]:
         in_cell = t.type in ("th_open", "td_open") or (in_cell and t.type == "inline")
         if t.type == "inline" and in_cell:
             seen[-1].append(t.content)
+    mine = [row for table in tables for row in table]
     assert [[c.replace("\\|", "|") for c in r] for r in seen] == [
-        [c.replace("\\|", "|") for c in r] for r in rows
+        [c.replace("\\|", "|") for c in r] for r in mine
     ]
-    return rows
+    return tables
+
+
+def md_check(text: str) -> list[list[str]]:
+    """The one table in ``text``, checked as :func:`md_tables` does."""
+    tables = md_tables(text)
+    assert len(tables) == 1, text
+    return tables[0]
 
 
 # GitHub workflow commands

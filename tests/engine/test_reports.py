@@ -51,6 +51,7 @@ from tests.reportformats import (
     junit_root,
     line_of,
     md_check,
+    md_tables,
     parse_annotations,
     parse_tables,
     rendered,
@@ -62,6 +63,8 @@ TOKEN = "tok-Sekret-4242"
 #: What every cell, annotation and XML text must carry through intact: the
 #: second run's entry script is a file of this name.
 ODD = "src/a|b, c:d %e <f> & \\g `h` *i* [j](k).py"
+#: The second run's project declares outputs: one plain, one from the secret.
+OUTPUTS = "outputs:\n  url: ${services.gamma.url}\n  token: ${var.token}\n"
 SCORE = "import json\n\ndef init():\n    pass\n\ndef run(raw):\n    return json.loads(raw)\n"
 
 
@@ -149,7 +152,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         drift = make_plan(run, records, mode=Mode.REFRESH_ONLY)
         drift_redactor.add(sensitive.from_plan(drift))
         drift_locate = resource_locator(run.config)
-        second = project_text(ports, ODD, note="m")
+        second = project_text(ports, ODD, note="m") + OUTPUTS
         (root / "modelform.yaml").write_text(second)
         run, plan_redactor = _run(root)
         plan = make_plan(run, records)
@@ -257,7 +260,15 @@ def test_markdown_of_a_drift_is_a_summary_and_a_table_of_the_drifted(world: Worl
 
 def test_markdown_of_a_plan_escapes_what_would_break_the_table(world: World) -> None:
     text = _report(world, Format.MARKDOWN, Subject.PLAN)
-    rows = md_check(text)
+    rows, outputs = md_tables(text)
+    assert outputs[0] == ["output", "action", "value"]
+    assert {r[0]: r[1] for r in outputs[1:]} == {"url": "create", "token": "create"}
+    url = next(r[2] for r in outputs if r[0] == "url")
+    gamma = next(c for c in world.plan.changes if c.address == "service.gamma")
+    assert gamma.after is not None
+    assert rendered(url) == f"(none) → {json.dumps(gamma.after['url'])}", url
+    assert rendered(next(r[2] for r in outputs if r[0] == "token")) == "(none) → (sensitive value)"
+    assert "2 output(s) change" in text.splitlines()[0]
     assert rows[0] == ["resource", "action", "what"]
     assert [r[0] for r in rows[1:]] == [c.address for c in world.plan.actionable]
     gamma = rendered(next(r for r in rows if r[0] == "service.gamma")[2])
