@@ -87,6 +87,9 @@ class Plan:
     #: Digest of every input the changes were computed from (config and files).
     inputs_digest: str = ""
     variables: dict[str, Any] = field(default_factory=dict)
+    #: Names of the variables declared ``sensitive: true`` (their values are
+    #: masked wherever the plan is shown, a saved plan's too).
+    sensitive_variables: list[str] = field(default_factory=list)
     #: What happens to each output (engine.outputs), in name order.
     outputs: list[OutputChange] = field(default_factory=list)
 

@@ -91,6 +91,7 @@ def plan_json(plan: Plan, mask: bool = True) -> dict[str, Any]:
         "prior_state": to_json(snap(plan.prior)),
         "refreshed_state": to_json(snap(plan.refreshed)),
         "variables": plan.variables,
+        "sensitive_variables": plan.sensitive_variables,
     }
 
 
@@ -148,5 +149,6 @@ def plan_from_json(data: dict[str, Any]) -> Plan:
         refreshed=from_json(data["refreshed_state"]),
         inputs_digest=data["inputs_digest"],
         variables=data.get("variables", {}),
+        sensitive_variables=list(data.get("sensitive_variables", [])),
         outputs=[outputs.change_from_json(o) for o in data.get("output_changes", [])],
     )

@@ -428,6 +428,7 @@ def make_plan(
         refreshed=refreshed,
         inputs_digest=inputs_digest(config, nodes),
         variables=dict(config.var_values),
+        sensitive_variables=sorted(n for n, v in config.variables.items() if v.sensitive),
     )
     if (config.outputs or prior_outputs) and mode is not Mode.REFRESH_ONLY:
         if mode is Mode.DESTROY:  # what stays: the refreshed attributes

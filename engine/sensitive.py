@@ -129,8 +129,9 @@ def _at(body: dict[str, Any], paths: set[tuple[str, ...]]) -> list[Any]:
 
 
 def from_plan(plan: Plan) -> list[Any]:
-    """Secret values a plan carries: attributes its providers marked sensitive
-    (and the generated ``key``), before and after, children included."""
+    """Secret values a plan carries: sensitive variables' values, attributes
+    its providers marked sensitive (and the generated ``key``), before and
+    after, children included."""
     out: list[Any] = []
     for c in plan.changes:
         keys = {*SENSITIVE, *c.sensitive}
@@ -138,6 +139,7 @@ def from_plan(plan: Plan) -> list[Any]:
         parts += [x for ch in c.children for x in (ch.before or {}, ch.after or {})]
         for attrs in parts:
             out += [attrs[k] for k in keys if is_known(attrs.get(k)) and attrs.get(k)]
+    out += [plan.variables.get(n) for n in plan.sensitive_variables if plan.variables.get(n)]
     for recs in (plan.prior, plan.refreshed):
         for rec in recs.values():
             attrs = rec.get("attributes") or {}

@@ -44,7 +44,8 @@ def _bin_dir(tmp: Path) -> Path:
     (bin_dir / "modelform").chmod(0o755)
     import sys
 
-    (bin_dir / "python").symlink_to(sys.executable)
+    (bin_dir / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (bin_dir / "python").chmod(0o755)
     return bin_dir
 
 
