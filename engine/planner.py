@@ -21,7 +21,7 @@ import networkx as nx
 from modelform.engine import graph as graphs
 from modelform.engine import outputs_eval, references, sensitive
 from modelform.engine.config import DEFAULT_TARGET, SECTIONS, Config
-from modelform.engine.decide import changed_keys, decide, decide_child
+from modelform.engine.decide import Mask, changed_keys, decide, decide_child
 from modelform.engine.diagnostics import Diagnostic, DiagnosticError
 from modelform.engine.digests import digest_json
 from modelform.engine.modelstore import ModelStore, open_store
@@ -55,6 +55,17 @@ class Run:
     parallelism: int = 10
     nodes: dict[str, Node] = field(default_factory=dict)
     models: ModelStore | None = None
+    _secrets: Any = field(default=None, repr=False)
+
+    def secrets(self) -> Any:
+        """The project file's secrets (a Redactor), made once: plan reasons are
+        masked with it before they are cut short."""
+        if self._secrets is None:
+            from modelform.engine.registry import catalog
+            from modelform.engine.sensitive import from_config
+
+            self._secrets = from_config(self.config, catalog(self.registry))
+        return self._secrets
 
     def __post_init__(self) -> None:
         if self.models is None:
@@ -311,8 +322,9 @@ def _select(g: nx.DiGraph, targets: Iterable[str], destroy: bool) -> set[str] | 
 
 
 def _child_changes(
-    proposal_children: dict[str, Any], prior_children: dict[str, dict[str, Any]], whole: Action
-) -> list[ChildChange]:
+    proposal_children: dict[str, Any], prior_children: dict[str, dict[str, Any]], whole: Action,
+    mask: Mask | None = None,
+) -> list[ChildChange]:  # fmt: skip
     """What happens to each child object; a created or replaced parent makes
     all its children anew."""
     out = []
@@ -325,7 +337,7 @@ def _child_changes(
             changed: list[str] = []
             reasons: list[str] = []
         else:
-            action, changed, reasons = decide_child(before, planned)
+            action, changed, reasons = decide_child(before, planned, mask)
         out.append(
             ChildChange(
                 name=name,
@@ -454,17 +466,18 @@ def _plan_one(
         raise DiagnosticError(*problems)
     prior_attrs = rec["attributes"] if rec else None
     proposal = provider.plan(resource, prior_attrs, ctx)
-    children = _child_changes(proposal.children, prior_children, Action.UPDATE)
+    mask = run.secrets().value
+    children = _child_changes(proposal.children, prior_children, Action.UPDATE, mask)
     children_changed = any(c.action is not Action.NOOP for c in children)
     tainted = _taint_reason(rec)
     action, changed, reasons = decide(
-        prior_attrs, proposal, force_replace, tainted, children_changed
+        prior_attrs, proposal, force_replace, tainted, children_changed, mask
     )
     if action is Action.REPLACE and (force_replace or tainted):
         ctx.replacing = True  # the successor's plan: its own id, process, …
         proposal = provider.plan(resource, prior_attrs, ctx)
     if action in (Action.CREATE, Action.REPLACE):  # every child is made anew
-        children = _child_changes(proposal.children, prior_children, action)
+        children = _child_changes(proposal.children, prior_children, action, mask)
     if action is Action.UPDATE:
         for c in children:
             if c.action is not Action.NOOP:

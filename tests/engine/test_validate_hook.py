@@ -157,3 +157,29 @@ def test_observed_attributes_are_refreshed_but_never_drift(tmp_path: Path) -> No
     finally:
         Gathering.outside = {}
     assert drift.address == "service.a" and drift.changed == ["tag"]
+
+
+def test_a_long_secret_is_masked_before_a_reason_is_cut_short(tmp_path: Path) -> None:
+    """The reason `env: {...} → {...}` is cut at 60 characters; a sensitive
+    variable's value in it must be masked first, or its start would show."""
+    from modelform.engine.plan import Action as A
+
+    (tmp_path / "s.py").write_text("")
+    secret = "S3CR3T-" + "x" * 40
+    f = tmp_path / "modelform.yaml"
+    f.write_text(
+        "project: p\nvariables:\n  k: {sensitive: true}\ntargets:\n  t: {kind: picky}\n"
+        "services:\n  a: {target: t, entry_script: s.py, port: 9000}\n"
+    )
+    registry = Registry(extra={"picky": Picky()})
+    config = load(f, catalog=catalog(registry), environ={"MODELFORM_VAR_k": secret})
+    run = Run(config, registry, tmp_path / ".modelform", "l")
+    prior = {"port": "ab" + secret}  # a prior value holding the secret, well past 60 characters
+    records = {"service.a": {"address": "service.a", "type": "service", "name": "a",
+                             "provider": "picky", "attributes": prior,
+                             "target": {"name": "t", "kind": "picky"}}}  # fmt: skip
+    (change,) = [c for c in make_plan(run, records, do_refresh=False).changes
+                 if c.address == "service.a"]  # fmt: skip
+    assert change.action is A.UPDATE
+    text = " ".join(change.reasons)
+    assert "S3CR3T" not in text and "(sensitive value)" in text, text
