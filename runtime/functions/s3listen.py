@@ -17,8 +17,9 @@ follow — a lone upload may never be told. The trigger therefore lists
 the prefix shortly after the stream goes quiet and every so often (see
 ``discovery``); the stream only makes most blobs faster to find.
 
-An endpoint that refuses the request (AWS S3 answers 400, 405 or 501)
-ends the stream for good: ``supported`` turns False and the trigger polls.
+An endpoint without the extension (AWS S3 takes the request for a bucket
+listing and answers XML; others answer 400, 405 or 501) ends the stream for
+good: ``supported`` turns False and the trigger polls.
 """
 
 from __future__ import annotations
@@ -133,9 +134,11 @@ class EventStream:
         self.on_connect()
         # MinIO sends its headers with the first chunk of events, not before.
         answer = connection.getresponse()
-        if answer.status != 200:
+        streaming = "event-stream" in (answer.getheader("Content-Type") or "")
+        if answer.status != 200 or not streaming:
+            # AWS S3 ignores the unknown ``events`` and answers a plain bucket listing
             answer.read()
-            if answer.status in UNSUPPORTED:
+            if answer.status in UNSUPPORTED or not streaming:
                 self.supported = False
                 self.log.info(
                     "no_event_stream",

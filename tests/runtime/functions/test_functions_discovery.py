@@ -28,9 +28,6 @@ from modelform.runtime.functions.s3listen import EventStream
 from modelform.runtime.functions.settings import S3Storage
 from modelform.runtime.functions.stores import BlobEntry, S3Store
 
-pytestmark = pytest.mark.s3
-
-
 # ---- the schedule (no storage) -------------------------------------------------------------
 
 
@@ -90,6 +87,7 @@ def _put_all(kit: S3Kit, names: list[str], threads: int = 8) -> dict[str, str]:
     return {key: hashlib.md5(body).hexdigest() for key, body in bodies.items()}
 
 
+@pytest.mark.s3
 def test_the_stream_tells_of_created_blobs_under_its_prefix_and_each_reconnect(
     store: S3Store, s3_endpoint: Any, s3_bucket: str, tmp_path: Path
 ) -> None:
@@ -163,6 +161,7 @@ def _start(hosts: HostFactory, tmp_path: Path, kit: S3Kit, host_id: str, *args: 
     return hosts.start(app_dir, {**kit.env, "RUNLOG": str(runlog)}, "--host-id", host_id, *args)
 
 
+@pytest.mark.s3
 def test_blobs_told_by_the_stream_run_without_a_listing_and_the_tail_is_listed_later(
     kit: S3Kit, host_id: str, tmp_path: Path, hosts: HostFactory
 ) -> None:
@@ -197,6 +196,7 @@ def _host_sockets_to(port: int, pid: int) -> list[str]:
     ]
 
 
+@pytest.mark.s3
 def test_a_blob_uploaded_while_the_stream_was_cut_is_found_by_the_listing_after_it(
     kit: S3Kit, host_id: str, tmp_path: Path, hosts: HostFactory, s3_endpoint: Any
 ) -> None:
@@ -221,6 +221,7 @@ def test_a_blob_uploaded_while_the_stream_was_cut_is_found_by_the_listing_after_
     assert run_counts(tmp_path / "runs.log")[f"{kit.container}/input/gap.json"] == 1
 
 
+@pytest.mark.s3
 def test_an_idle_host_with_many_processed_blobs_does_not_list_them_every_poll(
     kit: S3Kit, host_id: str, tmp_path: Path, hosts: HostFactory
 ) -> None:
@@ -239,3 +240,34 @@ def test_an_idle_host_with_many_processed_blobs_does_not_list_them_every_poll(
     assert listings <= 5.0 / max(after["listing_interval_s"] * 0.8, 0.1) + 1, (before, after)
     assert listings <= 12, (before, after)
     assert requests <= listings, (before, after)  # idle: a 1,000-key listing is one request
+
+
+@pytest.mark.azurite
+def test_an_endpoint_without_the_stream_is_polled_only(azurite: str, tmp_path: Path) -> None:
+    """Azurite's blob port speaks no S3 and has no notification stream: the stream says
+    so once and ends, as it does on AWS S3 (which answers the request with a listing)."""
+    from botocore.credentials import Credentials
+
+    from modelform.runtime.functions.s3http import S3Http
+
+    blob_port = re.search(r"BlobEndpoint=http://127\.0\.0\.1:(\d+)", azurite)
+    assert blob_port is not None
+    client = S3Http(
+        f"http://127.0.0.1:{blob_port.group(1)}", "us-east-1", True, Credentials("k", "s")
+    )
+    connects: list[int] = []
+    with (tmp_path / "stream.log").open("wb") as log_file:
+        stream = EventStream(
+            client,
+            "nocontainer",
+            "input/",
+            lambda entry: pytest.fail(f"told of {entry}"),
+            lambda: connects.append(1),
+            logs.JsonLog(log_file.fileno()),
+            "score",
+        )
+        stream.start()
+        _wait("the stream gives up", lambda: stream.supported is False, 10)
+        stream._thread.join(5)
+        assert not stream._thread.is_alive() and connects == [1]
+    assert "no_event_stream" in (tmp_path / "stream.log").read_text()
