@@ -180,3 +180,24 @@ def test_docs_ci_shows_both_files_as_they_are() -> None:
     blocks = re.findall(r"```yaml\n(.*?)```", doc, re.DOTALL)
     assert GITHUB.read_text() in blocks, "docs/ci.md lacks the GitHub workflow as it is"
     assert GITLAB.read_text() in blocks, "docs/ci.md lacks the GitLab pipeline as it is"
+
+
+def test_drift_against_a_missing_remote_state_exits_1(
+    tmp_path: Path, s3_endpoint: S3Endpoint, s3_bucket: str
+) -> None:
+    """A nightly job pointed at a key where no state is (a typo in the key, the
+    wrong bucket) must fail, not report "no drift"; in every format."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MODELFORM_"))},
+        "AWS_ENDPOINT_URL_S3": s3_endpoint.url,
+        "AWS_ACCESS_KEY_ID": s3_endpoint.access_key,
+        "AWS_SECRET_ACCESS_KEY": s3_endpoint.secret_key,
+        "AWS_DEFAULT_REGION": s3_endpoint.region,
+    }
+    r = Runner(tmp_path, env, free_port(), f"nothing-{uuid.uuid4().hex[:8]}/state.json", s3_bucket)
+    d = r.clone("drift")
+    for fmt in ("human", "junit", "json"):
+        done = r.step(d, f"modelform drift --format {fmt} --report drift.out", {})
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert f"no state at s3://{s3_bucket}/nothing-" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
