@@ -310,7 +310,9 @@ class FunctionAppProvider(Provider):
 
         while True:
             if not _alive(made, ctx):
-                raise failed("the functions host exited before it was ready")
+                why = proc.last_error(_host_log(made, ctx))
+                suffix = f": {why}" if why else ""
+                raise failed(f"the functions host exited before it was ready{suffix}")
             doc = host_status(planned["url"], timeout=1.0)
             if doc is not None and doc.get("state") == "Running":
                 if doc.get("app_digest") != digest:

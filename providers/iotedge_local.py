@@ -173,11 +173,9 @@ def stop_hub(attrs: Mapping[str, Any]) -> None:
 
 def _last_error(log: Path) -> str:
     """The hub's one-line error (its stderr's ``error: …``), else its last line."""
-    lines = tail(log, 60).splitlines()
-    for line in reversed(lines):
-        if line.startswith("error: "):
-            return line[len("error: ") :]
-    return lines[-1] if lines else "(no output)"
+    text = tail(log, 60)
+    lines = text.splitlines()
+    return proc.last_error(text) or (lines[-1] if lines else "(no output)")
 
 
 def tail(path: Path, lines: int = 40) -> str:

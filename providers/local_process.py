@@ -159,3 +159,12 @@ def port_free(host: str, port: int) -> None:
                 log=f"find it with: ss -ltnp 'sport = :{port}'; stop it, or give the service "
                 "another port",
             ) from None
+
+
+def last_error(log_text: str) -> str | None:
+    """A process's one-line reason from its log: the last ``error: …`` line
+    (what modelform's runtimes print on stderr before exiting), else None."""
+    for line in reversed(log_text.splitlines()):
+        if line.startswith("error: "):
+            return line[len("error: ") :]
+    return None
