@@ -74,6 +74,7 @@ def test_plan_text_without_a_terminal_has_no_codes() -> None:
 
 def test_colours_on_a_terminal_in_one_write(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.delenv("CI", raising=False)  # a person's terminal (the suite runs with CI=true)
     monkeypatch.setenv("TERM", "xterm")
     out = Terminal()
     HumanView(out, io.StringIO()).plan(PLAN)
@@ -100,9 +101,20 @@ def test_control_characters_dropped_and_tabs_expanded_past_codes(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.delenv("CI", raising=False)  # a person's terminal (the suite runs with CI=true)
     monkeypatch.setenv("TERM", "xterm")
     err = Terminal()
     HumanView(io.StringIO(), err).error("bad\rly\x07 ab\tc\nnext", "a\tb")
     # Tab stops count what shows, not the colour codes; a style is closed at
     # each line end and opened again on the next line.
     assert err.getvalue() == ("\x1b[31mError: badly ab c\x1b[0m\n\x1b[31mnext\x1b[0m\na       b\n")
+
+
+def test_no_colour_when_ci_is_set_even_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    for value, coloured in (("true", False), ("1", False), ("false", True), ("", True)):
+        monkeypatch.setenv("CI", value)
+        out = Terminal()
+        HumanView(out, io.StringIO()).plan(PLAN)
+        assert ("\x1b[" in out.getvalue()) is coloured, value

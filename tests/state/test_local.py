@@ -14,6 +14,7 @@ import pytest
 
 from modelform.state import LocalBackend, LockError, ResourceState, State, StateError
 from modelform.state.fsutil import remove_dead_temps
+from modelform.state.model import FORMAT_VERSION
 
 from . import workers
 from .conftest import BackendSpec
@@ -70,8 +71,8 @@ def test_an_unreadable_state_is_an_error_pointing_at_the_backup(tmp_path: Path) 
     with pytest.raises(StateError) as caught:  # not broken, only newer: no backup hint
         backend.read()
     assert str(caught.value) == (
-        f"{backend.path}: state format 99 is newer than this modelform understands (format 2): "
-        "upgrade modelform to use it"
+        f"{backend.path}: state format 99 is newer than this modelform understands "
+        f"(format {FORMAT_VERSION}): upgrade modelform to use it"
     )
 
 
