@@ -204,8 +204,13 @@ class ModuleHost:
         while True:
             attempt += 1
             try:
-                client.connect()
+                # The handler first: a hub that kept this module's session (the SDK connects
+                # with clean_session=False) delivers held messages as soon as it accepts the
+                # CONNECT, and the SDK files a message that comes before any handler is set in
+                # a per-input inbox no handler ever reads (it was lost: seen after a kill -9).
+                # Setting it connects and subscribes (the SDK's auto-connect).
                 client.on_message_received = self._on_message
+                client.connect()
                 if self.hook is not None:
                     client.on_twin_desired_properties_patch_received = self._on_patch
                     twin = client.get_twin()
