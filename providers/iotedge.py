@@ -39,7 +39,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -57,6 +56,7 @@ from modelform.plugin import (
     Context,
     Diagnostic,
     DiagnosticError,
+    Pos,
     Proposal,
     Provider,
     ProviderError,
@@ -129,9 +129,14 @@ def _env_of(r: Resource) -> dict[str, Any]:
     return {k: v if not is_known(v) else str(v) for k, v in env.items()}
 
 
-def _spec_digest(entry: Mapping[str, Any]) -> str:
-    """What makes a module's container: the manifest's entry without the twin."""
-    return digest_json(dict(entry))
+def _missing_script(
+    decl: ic.ModuleDecl, target: str, project_dir: Path, pos: Pos | None
+) -> Diagnostic | None:
+    """The diagnostic for a target module whose ``script:`` is not a file."""
+    if not decl.script or (project_dir / decl.script).is_file():
+        return None
+    where = f"targets.{target}.modules.{decl.name}.script"
+    return Diagnostic(f"{where}: {decl.script} does not exist", pos)
 
 
 class IotEdgeProvider(Provider):
@@ -143,9 +148,6 @@ class IotEdgeProvider(Provider):
     )
     target_part = "deployment"
     observed = frozenset({"status"})
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
 
     def target_schema(self) -> dict[str, Any]:
         return ic.TARGET_SCHEMA
@@ -171,14 +173,9 @@ class IotEdgeProvider(Provider):
         if resource.type == "target":
             out = ic.check_deployment(resource, list(resource.members.values()))
             for decl in ic.target_modules(resource):
-                if decl.script and not (ctx.project_dir / decl.script).is_file():
-                    out.append(
-                        Diagnostic(
-                            f"targets.{resource.name}.modules.{decl.name}.script: {decl.script} "
-                            "does not exist",
-                            resource.option_pos("modules", decl.name, "script"),
-                        )
-                    )
+                at = resource.option_pos("modules", decl.name, "script")
+                missing = _missing_script(decl, resource.name, ctx.project_dir, at)
+                out += [missing] if missing else []
             if opts.hub_mode:
                 assert opts.hub_connection_string_env is not None
                 try:
@@ -209,16 +206,15 @@ class IotEdgeProvider(Provider):
         if resource.type != "service":
             return []
         out = ic.check_service(resource, ctx.target)
-        for key in ("port", "auth", "test"):
-            if key in resource.config and (key,) in resource.positions:
-                out.append(
-                    Diagnostic(
-                        f"{resource.address}: {key}: a module takes messages from the edge "
-                        "hub's routes, not HTTP requests",
-                        resource.option_pos(key),
-                        "modelform invoke SERVICE sends one message to the module's input",
-                    )
+        if "test" in resource.config and ("test",) in resource.positions:
+            out.append(
+                Diagnostic(
+                    f"{resource.address}: test: a module takes messages from the edge "
+                    "hub's routes, not HTTP requests",
+                    resource.option_pos("test"),
+                    "modelform invoke SERVICE sends one message to the module's input",
                 )
+            )
         return out
 
     # -- images -----------------------------------------------------------------
@@ -242,14 +238,10 @@ class IotEdgeProvider(Provider):
     ) -> imagebuild.ImageSpec:
         """The image of one of the target's ``script:`` modules: the script's
         folder on the base image with azure-iot-device."""
+        missing = _missing_script(decl, target, ctx.project_dir, decl.pos)
+        if missing:  # gone since validate
+            raise DiagnosticError(missing)
         script = (ctx.project_dir / str(decl.script)).resolve()
-        if not script.is_file():
-            raise DiagnosticError(
-                Diagnostic(
-                    f"targets.{target}.modules.{decl.name}.script: {decl.script} does not exist",
-                    decl.pos,
-                )
-            )
         try:
             ca = imagebuild.host_ca_bundle(opts.carry_ca)
         except ValueError as e:
@@ -277,6 +269,12 @@ class IotEdgeProvider(Provider):
             elif not imagebuild.push(client, built.digest_ref, None, ctx.log, sleep=ctx.sleep):
                 raise ProviderError(f"the registry gave no digest for {built.digest_ref}")
         return built.digest_ref
+
+    def _build_scripts(self, r: Resource, ctx: Context, opts: ic.Options, push: bool) -> None:
+        """The images of the target's ``script:`` modules (``r`` is the deployment)."""
+        for decl in ic.target_modules(r):
+            if decl.script:
+                self._build(self._script_spec(decl, r.name, ctx, opts), ctx, opts, push)
 
     # -- plan -------------------------------------------------------------------
     def plan(self, resource: Resource, prior: dict[str, Any] | None, ctx: Context) -> Proposal:
@@ -423,8 +421,11 @@ class IotEdgeProvider(Provider):
         entries = manifest["modulesContent"]["$edgeAgent"]["properties.desired"]["modules"]
         for name, entry in entries.items():
             run = runs.get(name, {})
-            fixed = {k: v for k, v in run.items() if k != "model_dir"}  # image_digest covers it
-            spec = _spec_digest({"entry": entry, "run": fixed, "run_as": opts.run_as})
+            # What makes the module's container or process: the manifest's entry (the twin
+            # is apart: it changes without a restart) and how it runs (image_digest
+            # covers the model folder).
+            fixed = {k: v for k, v in run.items() if k != "model_dir"}
+            spec = digest_json({"entry": entry, "run": fixed, "run_as": opts.run_as})
             want = "running" if entry.get("status", "running") == "running" else "stopped"
             attrs: dict[str, Any] = {
                 "module": name,
@@ -434,8 +435,7 @@ class IotEdgeProvider(Provider):
                 "state": want,
             }
             old = prior.get(f"module.{name}") or {}
-            same = old.get("spec") == spec and old.get("image") == attrs["image"]
-            same = bool(same) and not ctx.replacing
+            same = old.get("spec") == spec and not ctx.replacing  # spec holds image and run_as
             for k in ("container_id", "pid", "started"):
                 attrs[k] = old.get(k) if same else UNKNOWN
             out[f"module.{name}"] = Child(
@@ -457,7 +457,7 @@ class IotEdgeProvider(Provider):
             state = self._module_state(prior, ctx)
             if state is None:
                 return None
-            return {**prior, "state": "running" if state[0] == il.RUNNING else state[0]}
+            return {**prior, "state": state[0]}
         if prior.get("mode") == "hub":
             return self._read_hub(prior, ctx)
         return prior
@@ -502,7 +502,7 @@ class IotEdgeProvider(Provider):
             if m is None:
                 return ServiceStatus.TRANSITIONING.value, "not reported by the edge agent yet"
             return m.service_status.value, m.runtime_status
-        child = self._recorded_child(ctx, name, str(attrs.get("module")))
+        child = self._live_module(str(attrs.get("module")), str(attrs.get("run_as")), ctx)
         state = self._module_state(child, ctx) if child else None
         if state is None:
             return ServiceStatus.TRANSITIONING.value, "not running (the deployment starts it)"
@@ -517,16 +517,25 @@ class IotEdgeProvider(Provider):
         counts = f"{mod.get('received', 0)} sent by it, {mod.get('delivered', 0)} delivered to it"
         return ServiceStatus.HEALTHY.value, f"running, connected; {counts}"
 
-    def _recorded_child(self, ctx: Context, target: str, module: str) -> dict[str, Any]:
-        """The deployment's record of a module, read from the state file the
-        deployment's apply wrote beside the hub (services do not see it)."""
-        path = il.device_dir(ctx.work_dir, target) / "modules.json"
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return {}
-        found = doc.get(module) if isinstance(doc, dict) else None
-        return dict(found) if isinstance(found, dict) else {}
+    def _live_module(self, module: str, run_as: str, ctx: Context) -> dict[str, Any]:
+        """Where a service's module runs, found as the deployment made it (a
+        service does not see the deployment's records): its container by its
+        name, or its process by the marker in its environment; {} if none."""
+        target = str(ctx.target.get("name", ""))
+        if run_as == "container":
+            return {"container_id": il.container_name(ctx.project, target, module)}
+        for found in proc.find(ctx.project_dir.resolve()):
+            marker = found.attributes or {}
+            if marker.get("role") == "edge-module" and marker.get("module") == module:
+                if found.address == f"target.{target}/{self.target_part}":
+                    return {"pid": found.pid, "started": found.started}
+        return {}
+
+    def _module_log(self, child: Mapping[str, Any], module: str, ctx: Context, tail: int) -> str:
+        if child.get("container_id"):
+            return il.container_logs(self._docker(ctx), str(child["container_id"]), tail)
+        target = str(ctx.target.get("name", ""))
+        return il.tail(ctx.work_dir / "logs" / f"edge-{target}-{module}.log", tail)
 
     def discover(self, ctx: Context) -> list[dict[str, Any]]:
         return []  # modules and the hub are the deployment's children; see delete()
@@ -565,11 +574,7 @@ class IotEdgeProvider(Provider):
             self.delete(r.address, req.prior, ctx)
         if attrs["mode"] == "hub":
             assert opts.hub_connection_string_env is not None
-            _, runs = self._modules(r, ctx, opts)
-            for name, run in runs.items():
-                if run.get("script"):
-                    decl = next(d for d in ic.target_modules(r) if d.name == name)
-                    self._build(self._script_spec(decl, r.name, ctx, opts), ctx, opts, push=True)
+            self._build_scripts(r, ctx, opts, push=True)
             try:
                 hub = ih.hub_from_env(opts.hub_connection_string_env)
                 ih.apply_configuration(hub, opts.device, attrs["manifest"])
@@ -609,18 +614,12 @@ class IotEdgeProvider(Provider):
                 if c.labels.get(il.LABEL_ADDRESS) == address:
                     il.remove_container(client, c.id)
                     ctx.log(f"removed module container {c.name}")
-        (il.device_dir(ctx.work_dir, str(ctx.target.get("name"))) / "modules.json").unlink(
-            missing_ok=True
-        )
 
     # -- day two ------------------------------------------------------------------
     def logs(self, address: str, attributes: dict[str, Any], ctx: Context, tail: int = 200) -> str:
-        target = str(ctx.target.get("name", ""))
-        child = self._recorded_child(ctx, target, str(attributes.get("module")))
-        if child.get("container_id"):
-            return il.container_logs(self._docker(ctx), str(child["container_id"]), tail)
-        return il.tail(ctx.work_dir / "logs" / f"edge-{target}-{attributes.get('module')}.log",
-                       tail)  # fmt: skip
+        module = str(attributes.get("module"))
+        child = self._live_module(module, str(attributes.get("run_as")), ctx)
+        return self._module_log(child, module, ctx, tail)
 
     def status_detail(self, attributes: dict[str, Any], ctx: Context) -> str:
         return self._service_status(attributes, ctx)[1]
@@ -649,11 +648,7 @@ class IotEdgeProvider(Provider):
             raise ProviderError("the manifest has values not known before apply")
         for member in resource.members.values():  # every module's image, the services' first
             self._build(self._service_spec(member, ctx, opts, register=True), ctx, opts, push)
-        _, runs = self._modules(resource, ctx, opts)
-        for name, run in runs.items():
-            if run.get("script"):
-                decl = next(d for d in ic.target_modules(resource) if d.name == name)
-                self._build(self._script_spec(decl, resource.name, ctx, opts), ctx, opts, push)
+        self._build_scripts(resource, ctx, opts, push)
         problems = im.validate(manifest)
         if problems:
             raise ProviderError(f"the manifest does not validate: {problems[0]}")
@@ -715,7 +710,6 @@ class _LocalRun:
         order = sorted(names, key=lambda n: (entries[n].get("startupOrder", 4294967295), n))
         for name in order:
             self._module(name, entries[name], runs.get(name, {}))
-        self._record()
         self._wait_connected([n for n in order if entries[n].get("status") == "running"])
         return Applied(self.attrs, self.children)
 
@@ -755,12 +749,7 @@ class _LocalRun:
     def _module(self, name: str, entry: dict[str, Any], run: dict[str, Any]) -> None:
         planned = dict(self.req.planned_children[f"module.{name}"].attributes)
         old = self.req.prior_children.get(f"module.{name}") or {}
-        keep = (
-            old
-            and old.get("spec") == planned["spec"]
-            and old.get("image") == planned["image"]
-            and old.get("run_as") == planned["run_as"]
-        )
+        keep = bool(old) and old.get("spec") == planned["spec"]  # spec holds image and run_as
         want_running = planned["state"] == "running"
         if keep:
             state = self.p._module_state(old, self.ctx)
@@ -846,14 +835,6 @@ class _LocalRun:
         elif old.get("pid") is not None:
             proc.stop(int(old["pid"]), old.get("started"), grace=10.0)
 
-    def _record(self) -> None:
-        """The modules' records beside the hub, for the services' status and logs."""
-        doc = {c.attributes["module"]: c.attributes for n, c in self.children.items()
-               if n.startswith("module.")}  # fmt: skip
-        path = il.device_dir(self.ctx.work_dir, self.target) / "modules.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(doc, sort_keys=True, indent=1) + "\n")
-
     def _wait_connected(self, names: Sequence[str]) -> None:
         deadline = time.monotonic() + self.opts.startup_timeout
         waiting = set(names)
@@ -865,7 +846,7 @@ class _LocalRun:
                 child = self.children[f"module.{n}"].attributes
                 state = self.p._module_state(child, self.ctx)
                 if state is not None and state[0] in (il.FAILED, il.STOPPED):
-                    log = self.p.logs(f"service.{n}", {"module": n}, self.ctx, 40)
+                    log = self.p._module_log(child, n, self.ctx, 40)
                     code = f" (exit code {state[1]})" if state[1] is not None else ""
                     raise ProviderError(
                         f"module {n} {state[0]}{code} before it connected to the edge hub",
@@ -887,16 +868,3 @@ class _LocalRun:
                                 children=self.children) from e  # fmt: skip
         if names:
             self.ctx.log(f"modules connected to the edge hub: {', '.join(names)}")
-
-
-def upstream_records(path: Path) -> list[dict[str, Any]]:
-    """The hub's upstream store, one record per message (for tests and invoke)."""
-    out = []
-    try:
-        with path.open("rb") as f:
-            for line in f:
-                if line.strip():
-                    out.append(json.loads(line))
-    except OSError:
-        return []
-    return out
