@@ -36,10 +36,11 @@ from modelform.providers.dockerengine import (  # noqa: E402 - re-exported for t
     default_host,
     errors,
     is_local,
+    remove,
     short,
 )
 
-__all__ = ["MISSING_SDK", "client", "default_host", "errors", "is_local", "short"]
+__all__ = ["MISSING_SDK", "client", "default_host", "errors", "is_local", "remove", "short"]
 
 
 # -- reading a container ------------------------------------------------------
@@ -262,18 +263,3 @@ def wait_ready(
                 status=ServiceStatus.FAILED.value,
             )
         sleep(0.1)
-
-
-def remove(container: Any, grace: int = 10) -> None:
-    """Stop (``grace`` seconds for a clean exit), then remove; 0 kills at once."""
-    import docker.errors
-
-    if grace > 0:
-        try:
-            container.stop(timeout=grace)
-        except docker.errors.APIError:
-            pass
-    try:
-        container.remove(force=True)
-    except docker.errors.NotFound:
-        pass

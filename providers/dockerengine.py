@@ -1,5 +1,6 @@
 """The Docker Engine, for every target that builds or runs images (container,
-kubernetes): where it is, one client per thread, and its errors in one line.
+kubernetes, functionapp, iotedge): where it is, one client per thread, its
+errors in one line, and how a container is taken away.
 
 It imports no provider; the container and kubernetes providers both use it.
 """
@@ -78,3 +79,18 @@ def is_local(host: str) -> bool:
     return host.startswith(("unix://", "npipe://")) or any(
         h in host for h in ("//127.0.0.1", "//localhost", "//[::1]")
     )
+
+
+def remove(container: Any, grace: int = 10) -> None:
+    """Stop (``grace`` seconds for a clean exit), then remove; 0 kills at once."""
+    import docker.errors
+
+    if grace > 0:
+        try:
+            container.stop(timeout=grace)
+        except docker.errors.APIError:
+            pass
+    try:
+        container.remove(force=True)
+    except docker.errors.NotFound:
+        pass

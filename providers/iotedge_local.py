@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from modelform.plugin import ProviderError
+from modelform.providers import dockerengine
 from modelform.providers import local_process as proc
 
 HUB_PORT = 8883
@@ -262,20 +263,14 @@ def container_state(client: Any, cid: str) -> tuple[str, int | None] | None:
 
 
 def remove_container(client: Any, cid: str, grace: int = 10) -> None:
+    """Stop and remove container ``cid``; one already gone is fine."""
     import docker.errors
 
     try:
-        c = client.containers.get(cid)
+        container = client.containers.get(cid)
     except docker.errors.NotFound:
         return
-    try:
-        c.stop(timeout=grace)
-    except docker.errors.APIError:
-        pass
-    try:
-        c.remove(force=True)
-    except docker.errors.NotFound:
-        pass
+    dockerengine.remove(container, grace)
 
 
 def container_logs(client: Any, cid: str, lines: int) -> str:
