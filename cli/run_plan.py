@@ -14,12 +14,11 @@ from modelform.cli.statewriter import StateWriter, WriteFailed, describe
 from modelform.cli.workspace import Workspace, to_records
 from modelform.engine import outputs, outputs_eval, sensitive
 from modelform.engine.apply import apply_plan
-from modelform.engine.decide import changed_keys
 from modelform.engine.diagnostics import Diagnostic, DiagnosticError
 from modelform.engine.exitcodes import Exit
 from modelform.engine.plan import Mode, Plan, summarize
 from modelform.engine.planjson import plan_from_json, plan_json
-from modelform.engine.planner import inputs_digest, make_plan, refresh
+from modelform.engine.planner import Run, inputs_digest, make_plan, refresh
 from modelform.engine.reports import drift_summary, resource_locator
 from modelform.engine.resources import is_child, parent_of
 from modelform.engine.views import View
@@ -85,7 +84,7 @@ def load_plan(path: Path) -> Plan:
         ) from None
 
 
-def _check_saved(plan: Plan, state: State | None, ws: Workspace) -> None:
+def _check_saved(plan: Plan, state: State | None, ws: Workspace, run: Run) -> None:
     lineage = state.lineage if state else None
     serial = state.serial if state else 0
     if plan.lineage != lineage and lineage is not None:
@@ -98,7 +97,7 @@ def _check_saved(plan: Plan, state: State | None, ws: Workspace) -> None:
                 hint="run modelform plan again",
             )
         )
-    now = inputs_digest(ws.config, ws.run(state).desired())
+    now = inputs_digest(ws.config, run.desired())
     if now != plan.inputs_digest:
         raise DiagnosticError(
             Diagnostic(
@@ -107,48 +106,37 @@ def _check_saved(plan: Plan, state: State | None, ws: Workspace) -> None:
                 hint="run modelform plan again",
             )
         )
-    _check_no_drift_since(plan, state, ws)
+    _check_no_drift_since(plan, run)
 
 
-def _check_no_drift_since(plan: Plan, state: State | None, ws: Workspace) -> None:
+def _check_no_drift_since(plan: Plan, run: Run) -> None:
     """Refuse a saved plan when a resource it changes (or one of that
     resource's children) is no longer as the plan's refresh saw it: the plan
     was reviewed against a world that is gone. Only those resources are read
-    again; observed attributes (a status) do not count."""
+    again, and against what the plan saw (the engine's own drift, so observed
+    attributes such as a status do not count)."""
     touched = {c.address for c in plan.actionable}
-    records = to_records(state) if state else {}
-    subset = {
+    seen = {
         a: r
-        for a, r in records.items()
+        for a, r in plan.refreshed.items()
         if a in touched or (is_child(a, r) and parent_of(a) in touched)
     }
-    if not subset:
+    _, drift = refresh(run, seen) if seen else ({}, [])
+    if not drift:
         return
-    run = ws.run(state)
-    run.desired()
-    now, _ = refresh(run, subset)
-    for addr in sorted(subset):
-        then = plan.refreshed.get(addr)
-        if then is None:
-            continue  # gone already when planned: the plan made or skips it
-        current = now.get(addr)
-        if current is None:
-            why = "has been deleted"
-        else:
-            observed = run.provider(subset[addr]["provider"]).observed
-            keys = [k for k in changed_keys(then["attributes"], current["attributes"])
-                    if k not in observed]  # fmt: skip
-            if not keys:
-                continue
-            key = keys[0]
-            why = (f"changed ({key}: {_short(then['attributes'].get(key))} → "
-                   f"{_short(current['attributes'].get(key))})")  # fmt: skip
-        raise DiagnosticError(
-            Diagnostic(
-                f"saved plan is stale: {addr} {why} since the plan was made",
-                hint="run modelform plan again (modelform drift shows what changed)",
-            )
+    d = min(drift, key=lambda d: d.address)
+    if d.kind == "deleted":
+        why = "has been deleted"
+    else:
+        key = d.changed[0]
+        before, after = (d.before or {}).get(key), (d.after or {}).get(key)
+        why = f"changed ({key}: {_short(before)} → {_short(after)})"
+    raise DiagnosticError(
+        Diagnostic(
+            f"saved plan is stale: {d.address} {why} since the plan was made",
+            hint="run modelform plan again (modelform drift shows what changed)",
         )
+    )
 
 
 def _short(value: object) -> str:
@@ -183,8 +171,7 @@ def apply_cmd(
         if plan_file is not None:
             plan = load_plan(plan_file)
             view.redactor.add(sensitive.from_plan(plan))
-            _check_saved(plan, state, ws)
-            run.desired()
+            _check_saved(plan, state, ws, run)
         else:
             plan = make_plan(
                 run, to_records(state), mode=mode, do_refresh=refresh, targets=targets,

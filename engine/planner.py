@@ -37,6 +37,7 @@ from modelform.engine.resources import (
     parent_of,
     record,
 )
+from modelform.engine.sensitive import Redactor, from_config
 from modelform.engine.values import UNKNOWN
 
 Records = dict[str, dict[str, Any]]
@@ -55,15 +56,12 @@ class Run:
     parallelism: int = 10
     nodes: dict[str, Node] = field(default_factory=dict)
     models: ModelStore | None = None
-    _secrets: Any = field(default=None, repr=False)
+    _secrets: Redactor | None = field(default=None, repr=False)
 
-    def secrets(self) -> Any:
-        """The project file's secrets (a Redactor), made once: plan reasons are
-        masked with it before they are cut short."""
+    def secrets(self) -> Redactor:
+        """The project file's secrets, made once: plan reasons are masked with
+        them before they are cut short."""
         if self._secrets is None:
-            from modelform.engine.registry import catalog
-            from modelform.engine.sensitive import from_config
-
             self._secrets = from_config(self.config, catalog(self.registry))
         return self._secrets
 
