@@ -20,6 +20,7 @@ from typing import Any
 
 from modelform.engine.provider import Action
 from modelform.engine.values import UNKNOWN, from_json, is_known, to_json
+from modelform.engine.variables import infer_type
 
 #: What a sensitive output shows wherever modelform prints it masked.
 MASK = "(sensitive value)"
@@ -41,17 +42,7 @@ class OutputChange:
 def value_type(value: Any) -> str:
     """The type name recorded beside a value: string, number, bool, list,
     map or null (simple names, not Terraform's type expressions)."""
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list | tuple):
-        return "list"
-    if isinstance(value, dict):
-        return "map"
-    return "null"
+    return infer_type(value) or "null"
 
 
 def recorded(value: Any, sensitive: bool) -> dict[str, Any]:

@@ -45,13 +45,14 @@ _FAILED = object()
 
 
 def infer_type(default: Any) -> str | None:
+    """A value's type name (bool, number, string, list, map), None for null."""
     if isinstance(default, bool):
         return "bool"
     if isinstance(default, int | float):
         return "number"
     if isinstance(default, str):
         return "string"
-    if isinstance(default, list):
+    if isinstance(default, list | tuple):
         return "list"
     if isinstance(default, dict):
         return "map"
