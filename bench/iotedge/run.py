@@ -417,9 +417,8 @@ def one_run(
                 "model_peak_rss_mb": round(proc_status(model.pid, "VmHWM") / 1024, 1),
                 "model_rss_mb": round(proc_status(model.pid, "VmRSS") / 1024, 1),
             }
-            records = [
-                json.loads(line) for line in (state / "upstream.jsonl").read_text().splitlines()
-            ]
+            text = (state / "upstream.jsonl").read_text()  # the hub is still running:
+            records = [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines()]
         finally:
             processes.stop_all()
     sensor_out = json.loads((run_dir / "sensor.json").read_text())

@@ -47,10 +47,11 @@ def _example(dst: Path, address: str, env: dict[str, str], sensor: dict[str, str
 def _upstream(p: Project) -> list[dict[str, Any]]:
     path = p.root / ".modelform" / "iotedge" / "edge" / "hub" / "upstream.jsonl"
     try:
-        lines = path.read_text().splitlines()
+        text = path.read_text()
     except OSError:
         return []
-    return [json.loads(line) for line in lines if line.strip()]
+    # The hub may be mid-append: a last line without its newline is read next time.
+    return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines() if line.strip()]
 
 
 def _wait(what: str, probe: Any, timeout: float) -> Any:

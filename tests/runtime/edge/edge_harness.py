@@ -107,10 +107,13 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
 
 
 def read_lines(path: Path) -> list[str]:
+    """The complete lines of a file another process may be appending to: a last line still
+    being written (no newline yet) is left for the next read."""
     try:
-        return path.read_text().splitlines()
+        text = path.read_text()
     except FileNotFoundError:
         return []
+    return [line[:-1] for line in text.splitlines(keepends=True) if line.endswith("\n")]
 
 
 class EdgeRun:

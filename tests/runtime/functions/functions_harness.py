@@ -87,7 +87,8 @@ def run_counts(runlog: Path) -> Counter[str]:
     """How often each blob (``container/name``) ran, from the app's run log."""
     if not runlog.exists():
         return Counter()
-    return Counter(line.split(" ")[0] for line in runlog.read_text().splitlines() if line)
+    text = runlog.read_text()  # complete lines only: an app may be mid-append
+    return Counter(line.split(" ")[0] for line in text[: text.rfind("\n") + 1].splitlines() if line)
 
 
 @dataclass
