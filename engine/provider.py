@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -72,6 +72,17 @@ class ServiceStatus(StrEnum):
     UNHEALTHY = "Unhealthy"
     UNSCHEDULABLE = "Unschedulable"
     FAILED = "Failed"
+
+
+def coming_up(prior: Mapping[str, Any] | None, planned: Mapping[str, Any]) -> bool:
+    """Whether a service is still coming up (``init()`` running, a rollout under way) and
+    nothing else about it changes: then its plan keeps the Transitioning status rather than
+    restarting it, which would only start it over; a later refresh sees it Healthy or not."""
+    return (
+        prior is not None
+        and prior.get("status") == ServiceStatus.TRANSITIONING.value
+        and all(prior.get(k) == v for k, v in planned.items() if k != "status")
+    )
 
 
 @dataclass

@@ -30,6 +30,7 @@ from modelform.engine.provider import (
     ProviderError,
     Resource,
     ServiceStatus,
+    coming_up,
 )
 from modelform.engine.servicetest import check_test_response, http_check, readiness
 from modelform.engine.values import UNKNOWN, is_known
@@ -54,6 +55,7 @@ __all__ = [
     "ServiceStatus",
     "changed_keys",
     "check_test_response",
+    "coming_up",
     "http_check",
     "is_known",
     "readiness",

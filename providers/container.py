@@ -49,6 +49,7 @@ from modelform.plugin import (
     ProviderError,
     Resource,
     ServiceStatus,
+    coming_up,
     http_check,
     is_known,
     shared_options,
@@ -174,11 +175,8 @@ class ContainerProvider(Provider):
     def plan(self, resource: Resource, prior: dict[str, Any] | None, ctx: Context) -> Proposal:
         opts = options(ctx.target, resource.pos)
         planned = self.desired(resource, ctx, opts)
-        if prior and prior.get("status") == ServiceStatus.TRANSITIONING.value:
-            # Still in init(): coming up, not broken. Restarting it would only
-            # start init() over; a later refresh sees it Healthy (or not).
-            if all(prior.get(k) == v for k, v in planned.items() if k != "status"):
-                planned["status"] = prior["status"]
+        if prior and coming_up(prior, planned):
+            planned["status"] = prior["status"]
         replace_on = set(REPLACE_ON)
         if prior and prior.get("memory_gb") is not None and planned["memory_gb"] is None:
             replace_on.add("memory_gb")  # docker update cannot remove a memory limit

@@ -49,6 +49,7 @@ from modelform.plugin import (
     Resource,
     ServiceStatus,
     check_test_response,
+    coming_up,
 )
 from modelform.providers import dockerengine, imagebuild, imagesource
 from modelform.providers import funcapp_container as fc
@@ -223,10 +224,9 @@ class FunctionAppProvider(Provider):
         changed = (
             prior is None or ctx.replacing or any(prior.get(k) != v for k, v in planned.items())
         )
-        if prior and prior.get("status") == ServiceStatus.TRANSITIONING.value:
-            if all(prior.get(k) == v for k, v in planned.items() if k != "status"):
-                planned["status"] = prior["status"]
-                changed = False
+        if prior and coming_up(prior, planned):
+            planned["status"] = prior["status"]
+            changed = False
         for k in COMPUTED:
             planned[k] = UNKNOWN if changed or prior is None else prior.get(k)
         planned["key"] = None

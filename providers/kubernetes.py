@@ -51,6 +51,7 @@ from modelform.plugin import (
     ServiceStatus,
     changed_keys,
     check_test_response,
+    coming_up,
     is_known,
 )
 from modelform.providers import dockerengine, imagebuild, imagesource
@@ -177,15 +178,13 @@ class KubernetesProvider(Provider):
             n: Child(CHILD_TYPES[n], ko.managed(m))
             for n, m in ko.manifests(planned, planned["key"]).items()
         }
-        if prior and prior.get("status") == ServiceStatus.TRANSITIONING.value:
-            # Rolling out or scaling: coming up, not broken — unless something
-            # else changes (an object changed by hand): then apply makes it so
-            # and follows the rollout to its end.
-            same = all(prior.get(k) == v for k, v in planned.items() if k != "status")
+        # Rolling out or scaling is coming up, not broken — unless an object was changed by
+        # hand: then apply makes it so and follows the rollout to its end.
+        if prior and coming_up(prior, planned):
             kids_same = set(children) == set(ctx.children) and not any(
                 changed_keys(ctx.children[n], c.attributes) for n, c in children.items()
             )
-            if same and kids_same:
+            if kids_same:
                 planned["status"] = prior["status"]
         return Proposal(
             planned,

@@ -39,6 +39,7 @@ from modelform.plugin import (
     ProviderError,
     Resource,
     ServiceStatus,
+    coming_up,
     http_check,
     readiness,
     shared_options,
@@ -169,13 +170,9 @@ class LocalProvider(Provider):
         changed = (
             prior is None or ctx.replacing or any(prior.get(k) != v for k, v in planned.items())
         )
-        if prior and prior.get("status") == ServiceStatus.TRANSITIONING.value:
-            # Still in init(): coming up, not broken. Restarting it would only
-            # start init() over; a later refresh sees it Healthy (or not).
-            others = any(prior.get(k) != v for k, v in planned.items() if k != "status")
-            if not others:
-                planned["status"] = prior["status"]
-                changed = False
+        if prior and coming_up(prior, planned):
+            planned["status"] = prior["status"]
+            changed = False
         for k in COMPUTED:
             planned[k] = UNKNOWN if changed or prior is None else prior.get(k)
         if planned["auth"] != "key":
