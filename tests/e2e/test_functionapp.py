@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import zipfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.helpers import REPO, Project, free_port, our_processes
+from tests.e2e.helpers import REPO, Project, free_port, our_processes, wait_until
 from tests.realparts import S3Endpoint
 
 EXAMPLE = REPO / "examples" / "functionapp"
@@ -40,17 +39,6 @@ def _example(dst: Path, container: str, port: int, env: dict[str, str]) -> Proje
 def _s3_env(s3: S3Endpoint) -> dict[str, str]:
     return {"AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key,
             "AWS_DEFAULT_REGION": s3.region}  # fmt: skip
-
-
-def _wait(what: str, probe: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = probe()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f} s")
-        time.sleep(0.2)
 
 
 def _output_count(s3: Any, bucket: str) -> int:
@@ -93,7 +81,7 @@ def test_the_example_scores_blobs_and_http_and_plans_no_change(
         s3 = s3_endpoint.client()
         s3.put_object(Bucket=s3_bucket, Key="input/first.json",
                       Body=json.dumps({"data": [ROW, ROW]}).encode())  # fmt: skip
-        got = _wait("output/first_out.json", lambda: _outputs(s3, s3_bucket), 20)
+        got = wait_until("output/first_out.json", lambda: _outputs(s3, s3_bucket), 20)
         predictions = json.loads(got["output/first_out.json"])
         assert len(predictions) == 2 and predictions[0] == pytest.approx(predictions[1])
         # the same app answers over HTTP, with the same numbers
@@ -138,7 +126,7 @@ def test_a_host_killed_in_the_middle_of_200_blobs_loses_none(
                                                   Body=body), names))  # fmt: skip
         # a listing, not _outputs (which reads each one): the host finishes 200 blobs in
         # about two seconds, faster than the outputs can be read back one by one
-        _wait("some outputs", lambda: _output_count(s3, s3_bucket) >= 20, 60)
+        wait_until("some outputs", lambda: _output_count(s3, s3_bucket) >= 20, 60)
         os.kill(_host_pid(p), signal.SIGKILL)
         done_at_kill = _output_count(s3, s3_bucket)
         assert done_at_kill < 200, "the host finished before the kill: nothing was in the middle"
@@ -146,7 +134,7 @@ def test_a_host_killed_in_the_middle_of_200_blobs_loses_none(
         assert drift.code == 2, drift.text
         assert p.run("apply", "-auto-approve", *var).code == 0
         want = {f"output/{n}_out.json" for n in names}
-        _wait("200 outputs", lambda: set(_outputs(s3, s3_bucket)) >= want, 120)
+        wait_until("200 outputs", lambda: set(_outputs(s3, s3_bucket)) >= want, 120)
         inputs = {f"input/{n}.json" for n in names}
 
         def ok_runs() -> Counter[str]:
@@ -157,7 +145,7 @@ def test_a_host_killed_in_the_middle_of_200_blobs_loses_none(
 
         # A blob whose output the killed host wrote but whose run it never logged
         # (nor settled) is run again once its lease ends: wait for those runs too.
-        _wait("every blob's run logged", lambda: set(ok_runs()) >= inputs, 150)
+        wait_until("every blob's run logged", lambda: set(ok_runs()) >= inputs, 150)
         # every blob ran once, but those a takeover reported as in flight at the stop
         ran = ok_runs()
         again = {e["blob"] for e in _events(log, "in_flight_takeover")}
@@ -201,7 +189,7 @@ def test_on_azurite_and_the_connection_string_never_shows(
             names = [b.name for b in container.list_blobs(name_starts_with="output/")]
             return container.download_blob(names[0]).readall() if names else None
 
-        assert len(json.loads(_wait("the Azure output", output, 20))) == 1
+        assert len(json.loads(wait_until("the Azure output", output, 20))) == 1
         for args in (("plan", "-detailed-exitcode", *var), ("status",), ("logs", "diabetes"),
                      ("show",), ("state", "pull")):  # fmt: skip
             got = p.run(*args)
@@ -324,7 +312,7 @@ def test_run_as_container_scores_blobs_and_a_stopped_container_is_drift(
         s3.put_object(
             Bucket=s3_bucket, Key="input/c.json", Body=json.dumps({"data": [ROW]}).encode()
         )
-        got = _wait("output/c_out.json", lambda: _outputs(s3, s3_bucket), 30)
+        got = wait_until("output/c_out.json", lambda: _outputs(s3, s3_bucket), 30)
         assert len(json.loads(got["output/c_out.json"])) == 1
         assert p.run("plan", "-detailed-exitcode", *var).code == 0
         (c,) = docker_client.containers.list(filters=label)

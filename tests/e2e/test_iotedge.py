@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from modelform.providers import iotedge_manifest as im
-from tests.e2e.helpers import REPO, Project, our_processes
+from tests.e2e.helpers import REPO, Project, our_processes, wait_until
 
 EXAMPLE = REPO / "examples" / "iotedge"
 ROW = [0.0381, 0.0507, 0.0617, 0.0219, -0.0442, -0.0348, -0.0434, -0.0026, 0.0199, -0.0176]
@@ -52,17 +52,6 @@ def _upstream(p: Project) -> list[dict[str, Any]]:
         return []
     # The hub may be mid-append: a last line without its newline is read next time.
     return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines() if line.strip()]
-
-
-def _wait(what: str, probe: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = probe()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f} s")
-        time.sleep(0.2)
 
 
 def _module(client: Any, p: Project, name: str) -> Any:
@@ -101,7 +90,9 @@ def test_the_example_end_to_end_drift_twin_and_a_new_model(
         r = p.run("apply", "-auto-approve", timeout=900)
         assert r.code == 0, r.text
         assert "modules connected to the edge hub: diabetes, sensor" in r.out
-        got = _wait("20 predictions upstream", lambda: len(_upstream(p)) >= 20 and _upstream(p), 60)
+        got = wait_until(
+            "20 predictions upstream", lambda: len(_upstream(p)) >= 20 and _upstream(p), 60
+        )
         assert sorted(g["correlation_id"] for g in got) == sorted(f"e-{n}" for n in range(20))
         assert {g["route"] for g in got} == {"modelToUpstream"}
         # invoke: one message through the hub to the module and back upstream
@@ -121,7 +112,7 @@ def test_the_example_end_to_end_drift_twin_and_a_new_model(
         assert r.code == 0, r.text
         assert "new manifest loaded" in r.out
         assert _steps(r.out, "module diabetes:") == []  # not restarted
-        _wait("the new threshold in the module's log",
+        wait_until("the new threshold in the module's log",
               lambda: "threshold=175" in p.run("logs", "diabetes").out, 30)  # fmt: skip
         assert _module(docker_client, p, "diabetes").id == before
         # docker stop of the model module: drift (exit 2), apply heals it
@@ -164,13 +155,14 @@ def test_a_thousand_messages_failures_and_a_killed_model_module(
     try:
         r = p.run("apply", "-auto-approve", timeout=900)
         assert r.code == 0, r.text
-        _wait("300 results upstream", lambda: len(_upstream(p)) >= 300, 120)
+        wait_until("300 results upstream", lambda: len(_upstream(p)) >= 300, 120)
         pid = int(_module(docker_client, p, "diabetes").attrs["State"]["Pid"])
         os.kill(pid, signal.SIGKILL)  # the module's process: Docker restarts it (always)
         r = p.run("apply", "-auto-approve")
         assert r.code == 0, r.text
-        got = _wait("1,000 results upstream", lambda: len(_upstream(p)) >= 1000 and _upstream(p),
-                    240)  # fmt: skip
+        got = wait_until(
+            "1,000 results upstream", lambda: len(_upstream(p)) >= 1000 and _upstream(p), 240
+        )
         time.sleep(2)  # nothing more may come: each message once
         got = _upstream(p)
         counts = Counter(g["correlation_id"] for g in got)
@@ -247,7 +239,7 @@ def test_run_as_process_and_destroy_leaves_no_process(tmp_path: Path) -> None:
     try:
         r = p.run("apply", "-auto-approve", timeout=300)
         assert r.code == 0, r.text
-        got = _wait("10 predictions", lambda: len(_upstream(p)) >= 10 and _upstream(p), 60)
+        got = wait_until("10 predictions", lambda: len(_upstream(p)) >= 10 and _upstream(p), 60)
         assert sorted(g["correlation_id"] for g in got) == sorted(f"p-{n}" for n in range(10))
         assert len(our_processes(p.root)) == 3  # the hub and two modules
         assert p.run("plan", "-detailed-exitcode").code == 0

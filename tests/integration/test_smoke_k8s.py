@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
 from kubernetes import client
 
+from tests.e2e.helpers import wait_until
+
 pytestmark = pytest.mark.k8s
 
 # KWOK's chaos stage: a running pod with this label turns Failed (exit code 1).
 FAIL_LABEL = "pod-container-running-failed.stage.kwok.x-k8s.io"
-
-
-def _wait(what: str, probe: Callable[[], Any], timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached in {timeout:.0f} s")
-        time.sleep(0.2)
 
 
 def _deployment(name: str, replicas: int) -> client.V1Deployment:
@@ -70,10 +59,10 @@ def test_deployment_goes_ready_then_unschedulable_pod_stays_pending(
         ready = [p for p in pods if _ready(p) and p.status.phase == "Running"]
         return ready if len(ready) == 2 else []
 
-    pods = _wait("2 Ready pods", ready_pods)
+    pods = wait_until("2 Ready pods", ready_pods)
     assert {p.spec.node_name for p in pods} == {"kwok-node-0"}
     assert all(p.status.pod_ip for p in pods)
-    _wait(
+    wait_until(
         "deployment readyReplicas == 2",
         lambda: apps.read_namespaced_deployment(name, k8s_namespace).status.ready_replicas == 2,
     )
@@ -90,7 +79,7 @@ def test_deployment_goes_ready_then_unschedulable_pod_stays_pending(
                     return pod
         return None
 
-    pending = _wait("an Unschedulable pod", unschedulable)
+    pending = wait_until("an Unschedulable pod", unschedulable)
     assert pending.status.phase == "Pending"
     assert pending.spec.node_name is None
     # The rollout is stuck, the old Ready pods keep serving.
@@ -115,7 +104,7 @@ def test_pod_with_unmatched_node_selector_is_pending(k8s_api: Any, k8s_namespace
         conds = core.read_namespaced_pod(name, k8s_namespace).status.conditions or []
         return any(c.type == "PodScheduled" and c.reason == "Unschedulable" for c in conds)
 
-    _wait("PodScheduled=False/Unschedulable", unschedulable)
+    wait_until("PodScheduled=False/Unschedulable", unschedulable)
     assert core.read_namespaced_pod(name, k8s_namespace).status.phase == "Pending"
     core.delete_namespaced_pod(name, k8s_namespace, grace_period_seconds=0)
 
@@ -132,7 +121,7 @@ def test_pod_can_be_made_to_fail(k8s_api: Any, k8s_namespace: str) -> None:
         ),
     )
     name = core.create_namespaced_pod(k8s_namespace, pod).metadata.name
-    failed = _wait(
+    failed = wait_until(
         "phase Failed",
         lambda: (p := core.read_namespaced_pod(name, k8s_namespace)).status.phase == "Failed" and p,
     )
