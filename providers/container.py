@@ -175,8 +175,8 @@ class ContainerProvider(Provider):
     def plan(self, resource: Resource, prior: dict[str, Any] | None, ctx: Context) -> Proposal:
         opts = options(ctx.target, resource.pos)
         planned = self.desired(resource, ctx, opts)
-        if prior and coming_up(prior, planned):
-            planned["status"] = prior["status"]
+        if coming_up(prior, planned):
+            planned["status"] = ServiceStatus.TRANSITIONING.value
         replace_on = set(REPLACE_ON)
         if prior and prior.get("memory_gb") is not None and planned["memory_gb"] is None:
             replace_on.add("memory_gb")  # docker update cannot remove a memory limit

@@ -224,8 +224,8 @@ class FunctionAppProvider(Provider):
         changed = (
             prior is None or ctx.replacing or any(prior.get(k) != v for k, v in planned.items())
         )
-        if prior and coming_up(prior, planned):
-            planned["status"] = prior["status"]
+        if coming_up(prior, planned):
+            planned["status"] = ServiceStatus.TRANSITIONING.value
             changed = False
         for k in COMPUTED:
             planned[k] = UNKNOWN if changed or prior is None else prior.get(k)

@@ -180,12 +180,12 @@ class KubernetesProvider(Provider):
         }
         # Rolling out or scaling is coming up, not broken — unless an object was changed by
         # hand: then apply makes it so and follows the rollout to its end.
-        if prior and coming_up(prior, planned):
+        if coming_up(prior, planned):
             kids_same = set(children) == set(ctx.children) and not any(
                 changed_keys(ctx.children[n], c.attributes) for n, c in children.items()
             )
             if kids_same:
-                planned["status"] = prior["status"]
+                planned["status"] = ServiceStatus.TRANSITIONING.value
         return Proposal(
             planned,
             requires_replace=set(REPLACE_ON),
