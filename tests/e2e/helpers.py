@@ -36,6 +36,17 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def complete_lines(path: Path) -> list[str]:
+    """The complete lines of a file another process may be appending to (a log, a JSON-lines
+    store): a last line still being written, without its newline, is left for the next read.
+    A missing file has none."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    return text[: text.rfind("\n") + 1].splitlines()
+
+
 def wait_until(what: str, probe: Callable[[], Any], timeout: float = 60) -> Any:
     """``probe()``'s first true value, tried every 0.2 s; an AssertionError naming ``what``
     once ``timeout`` seconds have gone by."""

@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from modelform.providers import iotedge_manifest as im
-from tests.e2e.helpers import REPO, Project, our_processes, wait_until
+from tests.e2e.helpers import REPO, Project, complete_lines, our_processes, wait_until
 
 EXAMPLE = REPO / "examples" / "iotedge"
 ROW = [0.0381, 0.0507, 0.0617, 0.0219, -0.0442, -0.0348, -0.0434, -0.0026, 0.0199, -0.0176]
@@ -46,12 +46,7 @@ def _example(dst: Path, address: str, env: dict[str, str], sensor: dict[str, str
 
 def _upstream(p: Project) -> list[dict[str, Any]]:
     path = p.root / ".modelform" / "iotedge" / "edge" / "hub" / "upstream.jsonl"
-    try:
-        text = path.read_text()
-    except OSError:
-        return []
-    # The hub may be mid-append: a last line without its newline is read next time.
-    return [json.loads(line) for line in text[: text.rfind("\n") + 1].splitlines() if line.strip()]
+    return [json.loads(line) for line in complete_lines(path) if line.strip()]
 
 
 def _module(client: Any, p: Project, name: str) -> Any:

@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from tests.e2e.helpers import complete_lines as read_lines
+
 HERE = Path(__file__).parent
 MODULES = HERE / "modules"
 PORT = 8883
@@ -104,16 +106,6 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(0.05)
-
-
-def read_lines(path: Path) -> list[str]:
-    """The complete lines of a file another process may be appending to: a last line still
-    being written (no newline yet) is left for the next read."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return []
-    return [line[:-1] for line in text.splitlines(keepends=True) if line.endswith("\n")]
 
 
 class EdgeRun:

@@ -32,6 +32,8 @@ from typing import Any
 
 import requests
 
+from tests.e2e.helpers import complete_lines
+
 STARTUP_TIMEOUT_S = 60.0
 
 BLOB_APP = """
@@ -85,10 +87,7 @@ def write_app(
 
 def run_counts(runlog: Path) -> Counter[str]:
     """How often each blob (``container/name``) ran, from the app's run log."""
-    if not runlog.exists():
-        return Counter()
-    text = runlog.read_text()  # complete lines only: an app may be mid-append
-    return Counter(line.split(" ")[0] for line in text[: text.rfind("\n") + 1].splitlines() if line)
+    return Counter(line.split(" ")[0] for line in complete_lines(runlog) if line)
 
 
 @dataclass
