@@ -47,17 +47,24 @@ def complete_lines(path: Path) -> list[str]:
     return text[: text.rfind("\n") + 1].splitlines()
 
 
-def wait_until(what: str, probe: Callable[[], Any], timeout: float = 60) -> Any:
-    """``probe()``'s first true value, tried every 0.2 s; an AssertionError naming ``what``
-    once ``timeout`` seconds have gone by."""
+def wait_until(
+    what: str,
+    probe: Callable[[], Any],
+    timeout: float = 60,
+    interval: float = 0.2,
+    why: Callable[[], str] | None = None,
+) -> Any:
+    """``probe()``'s first true value, tried every ``interval`` seconds; an AssertionError
+    naming ``what`` (and ``why()``, what was seen instead) once ``timeout`` seconds have gone by."""
     deadline = time.monotonic() + timeout
     while True:
         got = probe()
         if got:
             return got
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f} s")
-        time.sleep(0.2)
+            seen = f": {why()}" if why is not None else ""
+            raise AssertionError(f"{what}: not within {timeout:.0f} s{seen}")
+        time.sleep(interval)
 
 
 @dataclass

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import ssl
-import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ import pytest
 from kubernetes import client
 
 from modelform.providers import imagebuild as ib
+from tests.e2e.helpers import wait_until
 from tests.realparts import RealNode
 
 pytestmark = [pytest.mark.k8s, pytest.mark.docker, pytest.mark.registry, pytest.mark.slow]
@@ -31,17 +31,6 @@ def run(raw):
     data = json.loads(raw)["data"]
     return {"scores": [x * factor for x in data]}
 """
-
-
-def _wait(what: str, probe: Callable[[], Any], timeout: float, why: Callable[[], str]) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached in {timeout:.0f} s: {why()}")
-        time.sleep(0.5)
 
 
 @pytest.fixture
@@ -147,16 +136,17 @@ def test_service_image_scores_in_a_real_pod_through_the_service_proxy(
         ok = any(c.type == "Ready" and c.status == "True" for c in conditions)
         return p if ok and p.status.phase == "Running" else None
 
-    running = _wait("pod Running and Ready", ready, 240, why)
+    running = wait_until("pod Running and Ready", ready, 240, interval=0.5, why=why)
     assert running.spec.node_name == real_node.name
     assert running.status.pod_ip and running.status.pod_ip != real_node.node_ip
 
     base = f"/api/v1/namespaces/{k8s_namespace}/services/{name}:http/proxy"
-    status, answer = _wait(
+    status, answer = wait_until(
         "a score through the service proxy",
         lambda: _try(lambda: _proxy(k8s_api, f"{base}/score", {"data": [1, 2.5, -3]})),
         60,
-        why,
+        interval=0.5,
+        why=why,
     )
     assert status == 200
     assert answer == {"scores": [2, 5.0, -6]}

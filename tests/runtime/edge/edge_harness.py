@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.helpers import complete_lines as read_lines
+from tests.e2e.helpers import wait_until
 
 HERE = Path(__file__).parent
 MODULES = HERE / "modules"
@@ -98,14 +99,8 @@ def port_lock(timeout_s: float = 600.0) -> Iterator[None]:
 
 
 def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.05)
+    """``predicate()``'s first true value, tried every 0.05 s (messages take milliseconds)."""
+    return wait_until(what, predicate, timeout_s, interval=0.05)
 
 
 class EdgeRun:
